@@ -1,0 +1,449 @@
+// es.append / es.append_event: the C++ append path (API.md §2).
+#include "horizon.hpp"
+#include "runtime.hpp"
+
+#include <optional>
+#include <vector>
+
+#include "../core/limits.hpp"
+#include "../core/validation.hpp"
+
+namespace es {
+
+pg_uuid_t *new_uuidv7();  // module.cpp
+
+namespace {
+
+constexpr int kMaxAnyVersionRetries = 1000;
+
+// One validated event of the batch; the JSON pieces still point into the caller's datum.
+struct EventInput {
+  const char *type;
+  int type_len;
+  JsonbValue *data;      // nullptr: JSON null
+  JsonbValue *metadata;  // nullptr: SQL NULL
+  Datum data_datum;      // set instead of `data` by es.append_event
+  Datum metadata_datum;
+  bool has_datums;
+  CheckedEvent checked;
+};
+
+struct AppendResult {
+  int64 first_version, last_version, first_position, last_position;
+  bool duplicate;
+};
+
+JsonKind kind_of(const JsonbValue *v) {
+  if (v == nullptr) return JsonKind::Absent;
+  switch (v->type) {
+    case jbvNull: return JsonKind::Null;
+    case jbvString: return JsonKind::String;
+    case jbvNumeric: return JsonKind::Number;
+    case jbvBool: return JsonKind::Bool;
+    case jbvArray: return JsonKind::Array;
+    case jbvObject: return JsonKind::Object;
+    case jbvBinary:
+      return JsonContainerIsObject(v->val.binary.data) ? JsonKind::Object : JsonKind::Array;
+    default: return JsonKind::Null;
+  }
+}
+
+JsonbValue *object_field(JsonbValue *object, const char *key) {
+  JsonbValue k;
+  k.type = jbvString;
+  k.val.string.val = const_cast<char *>(key);
+  k.val.string.len = static_cast<int>(strlen(key));
+  return findJsonbValueFromContainer(object->val.binary.data, JB_FOBJECT, &k);
+}
+
+// Pulls the events out of the `events` argument and validates every one before any write.
+std::vector<EventInput> parse_events(Jsonb *events) {
+  JsonKind payload = JsonKind::Null;
+  std::size_t count = 0;
+  if (events != nullptr) {
+    if (JB_ROOT_IS_SCALAR(events)) {
+      JsonbValue scalar;
+      pg_call([&] { JsonbExtractScalar(&events->root, &scalar); });
+      payload = kind_of(&scalar);
+    } else if (JB_ROOT_IS_OBJECT(events)) {
+      payload = JsonKind::Object;
+    } else {
+      payload = JsonKind::Array;
+      count = JB_ROOT_COUNT(events);
+    }
+  }
+  if (auto p = check_events_payload(payload, count)) raise(*p);
+
+  std::vector<EventInput> out(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    EventShape shape;
+    EventInput &ev = out[i];
+    pg_call([&] {
+      JsonbValue *element = getIthJsonbValueFromContainer(&events->root, static_cast<uint32>(i));
+      shape.element = kind_of(element);
+      ev.data = ev.metadata = nullptr;
+      ev.has_datums = false;
+      if (shape.element != JsonKind::Object) return;
+      JsonbValue *type = object_field(element, "type");
+      shape.type_kind = kind_of(type);
+      if (shape.type_kind == JsonKind::String) {
+        shape.type = std::string_view(type->val.string.val, type->val.string.len);
+        ev.type = type->val.string.val;
+        ev.type_len = type->val.string.len;
+      }
+      JsonbValue *id = object_field(element, "id");
+      shape.id_kind = kind_of(id);
+      if (shape.id_kind == JsonKind::String)
+        shape.id = std::string_view(id->val.string.val, id->val.string.len);
+      JsonbValue *metadata = object_field(element, "metadata");
+      shape.metadata_kind = kind_of(metadata);
+      if (shape.metadata_kind == JsonKind::Object) ev.metadata = metadata;
+      JsonbValue *data = object_field(element, "data");
+      if (data != nullptr && data->type != jbvNull) ev.data = data;
+    });
+    if (auto p = check_event(i + 1, shape, ev.checked)) raise(*p);
+  }
+  return out;
+}
+
+void fingerprint_jsonb(Fingerprint &fp, Datum value, bool present) {
+  if (!present) {
+    fp.add_tag(0);
+    return;
+  }
+  fp.add_tag(1);
+  struct varlena *v = pg_call([&] { return pg_detoast_datum_packed((struct varlena *)DatumGetPointer(value)); });
+  uint32 len = VARSIZE_ANY_EXHDR(v);
+  fp.add(&len, sizeof len);
+  fp.add(VARDATA_ANY(v), len);
+}
+
+Datum jsonb_datum(JsonbValue *v) {
+  return pg_call([&] { return JsonbPGetDatum(JsonbValueToJsonb(v)); });
+}
+
+// The plans shared by every store.
+struct KeyPlans {
+  SPIPlanPtr claim = nullptr, lookup = nullptr, complete = nullptr;
+};
+KeyPlans key_plans;
+
+void prepare_key_plans() {
+  if (key_plans.claim) return;
+  Oid claim_types[4] = {REGCLASSOID, TEXTOID, TEXTOID, INT8OID};
+  key_plans.claim = prepare_kept(
+      "INSERT INTO es._idempotency_keys (store, key, stream_id, fingerprint)"
+      " VALUES ($1, $2, $3, $4) ON CONFLICT (store, key) DO NOTHING",
+      4, claim_types);
+  Oid lookup_types[2] = {REGCLASSOID, TEXTOID};
+  key_plans.lookup = prepare_kept(
+      "SELECT stream_id, fingerprint, first_version, last_version, first_position,"
+      " last_position FROM es._idempotency_keys WHERE store = $1 AND key = $2",
+      2, lookup_types);
+  Oid complete_types[6] = {REGCLASSOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID};
+  key_plans.complete = prepare_kept(
+      "UPDATE es._idempotency_keys SET first_version = $3, last_version = $4,"
+      " first_position = $5, last_position = $6 WHERE store = $1 AND key = $2",
+      6, complete_types);
+}
+
+int64 column_int8(int col) {
+  bool isnull;
+  Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
+  return isnull ? -1 : DatumGetInt64(d);
+}
+
+// Claims `key` for this call; when an earlier call holds it (after waiting for it to commit
+// or abort), returns its result, or raises ES002 when the content differs.
+std::optional<AppendResult> claim_key(Oid store, text *key, text *stream, int64 fingerprint) {
+  prepare_key_plans();
+  Datum args[4] = {ObjectIdGetDatum(store), PointerGetDatum(key), PointerGetDatum(stream),
+                   Int64GetDatum(fingerprint)};
+  bool claimed = pg_call([&] {
+    if (SPI_execute_plan(key_plans.claim, args, nullptr, false, 0) != SPI_OK_INSERT)
+      elog(ERROR, "pg_eventstore: idempotency key claim failed");
+    return SPI_processed == 1;
+  });
+  if (claimed) return std::nullopt;
+
+  AppendResult r{};
+  bool same_stream = false;
+  int64 stored_fingerprint = 0;
+  bool found = pg_call([&] {
+    int rc = SPI_execute_snapshot(key_plans.lookup, args, nullptr, GetLatestSnapshot(),
+                                  InvalidSnapshot, false, false, 1);
+    if (rc != SPI_OK_SELECT) elog(ERROR, "pg_eventstore: idempotency key lookup failed");
+    if (SPI_processed != 1) return false;
+    bool isnull;
+    Datum s = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+    if (!isnull) {
+      text *stored = DatumGetTextPP(s);
+      same_stream = VARSIZE_ANY_EXHDR(stored) == VARSIZE_ANY_EXHDR(stream) &&
+                    memcmp(VARDATA_ANY(stored), VARDATA_ANY(stream), VARSIZE_ANY_EXHDR(stream)) == 0;
+    }
+    stored_fingerprint = column_int8(2);
+    r.first_version = column_int8(3);
+    r.last_version = column_int8(4);
+    r.first_position = column_int8(5);
+    r.last_position = column_int8(6);
+    return true;
+  });
+  if (!found)
+    raise("40001", "idempotency key is held by a transaction this snapshot cannot see",
+          {}, "Retry the transaction.");
+  std::string key_text = pg_call([&] { return text_to_cstring(key); });
+  if (!same_stream || stored_fingerprint != fingerprint)
+    raise(sqlstate::kIdempotencyKeyReused,
+          "idempotency key \"" + key_text + "\" was already used for a different append",
+          same_stream ? "The key was used for the same stream with different events."
+                      : "The key was used for a different stream.",
+          "Use a new key for a new append; a retry must repeat the original call exactly.");
+  r.duplicate = true;
+  return r;
+}
+
+int64 current_version(const StoreInfo &info, text *stream) {
+  return pg_call([&]() -> int64 {
+    Datum args[1] = {PointerGetDatum(stream)};
+    int rc = SPI_execute_snapshot(info.last_version, args, nullptr, GetLatestSnapshot(),
+                                  InvalidSnapshot, false, false, 1);
+    if (rc != SPI_OK_SELECT) elog(ERROR, "pg_eventstore: stream version lookup failed");
+    if (SPI_processed == 0) return 0;
+    return column_int8(1);
+  });
+}
+
+// Inserts one event; false when (stream, version) is already taken.
+bool insert_event(const StoreInfo &info, Datum *args, const char *nulls) {
+  try {
+    return pg_call([&] {
+      int rc = SPI_execute_plan(info.insert_event, args, nulls, false, 0);
+      if (rc != SPI_OK_INSERT) elog(ERROR, "pg_eventstore: event insert failed");
+      return SPI_processed == 1;
+    });
+  } catch (const PgError &e) {
+    if (e.data->sqlerrcode == ERRCODE_UNIQUE_VIOLATION && e.data->detail != nullptr &&
+        strstr(e.data->detail, "(event_id)") != nullptr)
+      raise(sqlstate::kDuplicateEventId, "event id already exists in the store",
+            e.data->detail, "Supply a new id, or none to have one generated.");
+    throw;
+  }
+}
+
+AppendResult append(text *stream, std::optional<int64> expected, std::vector<EventInput> &events,
+                    text *key, Oid store, int64 fingerprint) {
+  SpiConnection spi;
+  StoreInfo *info = lookup_store(store);
+  require_privilege(store, ACL_INSERT, "append to");
+  AsExtensionOwner owner;
+  AppendScope scope;
+  register_appender(*info);
+
+  if (key != nullptr)
+    if (auto duplicate = claim_key(store, key, stream, fingerprint)) return *duplicate;
+
+  std::string stream_name;
+  AppendResult r{};
+  for (int attempt = 0;; ++attempt) {
+    int64 actual = current_version(*info, stream);
+    if (!expected_version_matches(expected, actual)) {
+      if (stream_name.empty()) stream_name = pg_call([&] { return text_to_cstring(stream); });
+      raise(version_conflict(stream_name, *expected, actual));
+    }
+    bool conflicted = false;
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      EventInput &ev = events[i];
+      int64 position = allocate_position(*info);
+      int64 version = actual + 1 + static_cast<int64>(i);
+      Datum args[7];
+      char nulls[8] = "       ";
+      args[0] = Int64GetDatum(position);
+      args[1] = PointerGetDatum(stream);
+      args[2] = Int64GetDatum(version);
+      if (ev.checked.has_id) {
+        args[3] = pg_call([&] {
+          auto *u = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
+          memcpy(u->data, ev.checked.id.data(), UUID_LEN);
+          return UUIDPGetDatum(u);
+        });
+      } else {
+        args[3] = pg_call([] { return UUIDPGetDatum(new_uuidv7()); });
+      }
+      args[4] = pg_call([&] { return PointerGetDatum(cstring_to_text_with_len(ev.type, ev.type_len)); });
+      if (ev.has_datums) {
+        args[5] = ev.data_datum;
+        args[6] = ev.metadata_datum;
+        if (ev.metadata_datum == (Datum)0) nulls[6] = 'n';
+      } else {
+        if (ev.data) {
+          args[5] = jsonb_datum(ev.data);
+        } else {
+          JsonbValue null_value;
+          null_value.type = jbvNull;
+          args[5] = jsonb_datum(&null_value);
+        }
+        if (ev.metadata) args[6] = jsonb_datum(ev.metadata);
+        else nulls[6] = 'n';
+      }
+      if (!insert_event(*info, args, nulls)) {
+        if (i != 0 || expected.has_value() || attempt >= kMaxAnyVersionRetries) {
+          if (stream_name.empty()) stream_name = pg_call([&] { return text_to_cstring(stream); });
+          int64 now_actual = current_version(*info, stream);
+          raise(version_conflict(stream_name, expected.value_or(actual), now_actual));
+        }
+        conflicted = true;  // a concurrent append took the version first: read again
+        break;
+      }
+      if (i == 0) {
+        r.first_version = version;
+        r.first_position = position;
+      }
+      r.last_version = version;
+      r.last_position = position;
+    }
+    if (!conflicted) break;
+  }
+  r.duplicate = false;
+
+  if (key != nullptr) {
+    pg_call([&] {
+      Datum args[6] = {ObjectIdGetDatum(store),          PointerGetDatum(key),
+                       Int64GetDatum(r.first_version),   Int64GetDatum(r.last_version),
+                       Int64GetDatum(r.first_position),  Int64GetDatum(r.last_position)};
+      if (SPI_execute_plan(key_plans.complete, args, nullptr, false, 0) != SPI_OK_UPDATE)
+        elog(ERROR, "pg_eventstore: idempotency key update failed");
+    });
+  }
+  return r;
+}
+
+struct CommonArgs {
+  text *stream;
+  std::optional<int64> expected;
+  text *key;
+  Oid store;
+};
+
+// Validates the arguments every append has: stream id, expected version, key, store.
+CommonArgs common_args(FunctionCallInfo fcinfo, int key_arg, int store_arg) {
+  CommonArgs a{};
+  bool stream_null = PG_ARGISNULL(0);
+  a.stream = stream_null ? nullptr : pg_call([&] { return PG_GETARG_TEXT_PP(0); });
+  std::string_view sv = stream_null ? std::string_view()
+                                    : std::string_view(VARDATA_ANY(a.stream), VARSIZE_ANY_EXHDR(a.stream));
+  if (auto p = check_stream_id(stream_null, sv)) raise(*p);
+  if (!PG_ARGISNULL(1)) {
+    int64 e = PG_GETARG_INT64(1);
+    if (auto p = check_expected_version_argument(e)) raise(*p);
+    a.expected = e;
+  }
+  if (!PG_ARGISNULL(key_arg)) {
+    a.key = pg_call([&] { return PG_GETARG_TEXT_PP(key_arg); });
+    if (auto p = check_idempotency_key(std::string_view(VARDATA_ANY(a.key), VARSIZE_ANY_EXHDR(a.key))))
+      raise(*p);
+  }
+  if (PG_ARGISNULL(store_arg))
+    raise(sqlstate::kUnknownStore, "store must not be NULL", {},
+          "Omit the argument to use es.events.");
+  a.store = PG_GETARG_OID(store_arg);
+  return a;
+}
+
+int64 fingerprint_of(text *stream, const std::vector<EventInput> &events) {
+  Fingerprint fp;
+  uint32 len = VARSIZE_ANY_EXHDR(stream);
+  fp.add(&len, sizeof len);
+  fp.add(VARDATA_ANY(stream), len);
+  for (const EventInput &ev : events) {
+    fp.add_tag(2);
+    fp.add(&ev.type_len, sizeof ev.type_len);
+    fp.add(ev.type, ev.type_len);
+    if (ev.has_datums) {
+      fingerprint_jsonb(fp, ev.data_datum, true);
+      fingerprint_jsonb(fp, ev.metadata_datum, ev.metadata_datum != (Datum)0);
+    } else {
+      if (ev.data) fingerprint_jsonb(fp, jsonb_datum(ev.data), true);
+      else fp.add_tag(3);
+      fingerprint_jsonb(fp, ev.metadata ? jsonb_datum(ev.metadata) : (Datum)0, ev.metadata != nullptr);
+    }
+    fp.add_tag(ev.checked.has_id ? 1 : 0);
+    if (ev.checked.has_id) fp.add(ev.checked.id.data(), ev.checked.id.size());
+  }
+  return static_cast<int64>(fp.value());
+}
+
+Datum return_result(FunctionCallInfo fcinfo, const AppendResult &r) {
+  pg_call([&] {
+    InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+    ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+    Datum values[5] = {Int64GetDatum(r.first_version), Int64GetDatum(r.last_version),
+                       Int64GetDatum(r.first_position), Int64GetDatum(r.last_position),
+                       BoolGetDatum(r.duplicate)};
+    bool nulls[5] = {false, false, false, false, false};
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+  });
+  return (Datum)0;
+}
+
+}  // namespace
+}  // namespace es
+
+extern "C" {
+
+// es.append(stream_id, expected_version, events, idempotency_key, store)
+PG_FUNCTION_INFO_V1(es_append);
+Datum es_append(PG_FUNCTION_ARGS) {
+  return es::guarded([&] {
+    es::CommonArgs a = es::common_args(fcinfo, 3, 4);
+    Jsonb *events = PG_ARGISNULL(2) ? nullptr : es::pg_call([&] { return PG_GETARG_JSONB_P(2); });
+    std::vector<es::EventInput> parsed = es::parse_events(events);
+    int64 fingerprint = a.key ? es::fingerprint_of(a.stream, parsed) : 0;
+    es::AppendResult r = es::append(a.stream, a.expected, parsed, a.key, a.store, fingerprint);
+    return es::return_result(fcinfo, r);
+  });
+}
+
+// es.append_event(stream_id, expected_version, event_type, data, metadata, idempotency_key, store)
+PG_FUNCTION_INFO_V1(es_append_event);
+Datum es_append_event(PG_FUNCTION_ARGS) {
+  return es::guarded([&] {
+    es::CommonArgs a = es::common_args(fcinfo, 5, 6);
+    std::vector<es::EventInput> one(1);
+    es::EventInput &ev = one[0];
+    es::EventShape shape;
+    shape.element = es::JsonKind::Object;
+    text *type = nullptr;
+    if (!PG_ARGISNULL(2)) {
+      type = es::pg_call([&] { return PG_GETARG_TEXT_PP(2); });
+      shape.type_kind = es::JsonKind::String;
+      shape.type = std::string_view(VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type));
+      ev.type = VARDATA_ANY(type);
+      ev.type_len = static_cast<int>(VARSIZE_ANY_EXHDR(type));
+    }
+    ev.has_datums = true;
+    ev.data = ev.metadata = nullptr;
+    if (PG_ARGISNULL(3)) {
+      ev.data_datum = es::pg_call([] { return DirectFunctionCall1(jsonb_in, CStringGetDatum("null")); });
+    } else {
+      ev.data_datum = PG_GETARG_DATUM(3);
+    }
+    ev.metadata_datum = (Datum)0;
+    if (!PG_ARGISNULL(4)) {
+      Jsonb *metadata = es::pg_call([&] { return PG_GETARG_JSONB_P(4); });
+      if (JB_ROOT_IS_SCALAR(metadata)) {
+        JsonbValue scalar;
+        es::pg_call([&] { JsonbExtractScalar(&metadata->root, &scalar); });
+        shape.metadata_kind = es::kind_of(&scalar);
+      } else {
+        shape.metadata_kind = JB_ROOT_IS_OBJECT(metadata) ? es::JsonKind::Object : es::JsonKind::Array;
+      }
+      if (shape.metadata_kind != es::JsonKind::Null) ev.metadata_datum = JsonbPGetDatum(metadata);
+    }
+    if (auto p = es::check_event(1, shape, ev.checked)) es::raise(*p);
+    int64 fingerprint = a.key ? es::fingerprint_of(a.stream, one) : 0;
+    es::AppendResult r = es::append(a.stream, a.expected, one, a.key, a.store, fingerprint);
+    return es::return_result(fcinfo, r);
+  });
+}
+
+}

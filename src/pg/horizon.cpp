@@ -1,0 +1,138 @@
+#include "horizon.hpp"
+
+extern "C" {
+#include "utils/fmgrprotos.h"
+}
+
+namespace es {
+
+namespace {
+
+// Registration locks live in the lock manager (shared memory, no preload needed), tagged
+// LOCKTAG_USERLOCK so they never meet pg_advisory_lock keys:
+//   field1 database, field2 store, field3 low 32 bits of the position,
+//   field4 0x8000 | bits 32..46 of the position.
+constexpr uint16 kRegistrationFlag = 0x8000;
+constexpr int64 kMaxRegistrablePosition = (int64{1} << 47) - 1;
+
+void set_registration_tag(LOCKTAG &tag, Oid store, int64 position) {
+  tag.locktag_field1 = MyDatabaseId;
+  tag.locktag_field2 = store;
+  tag.locktag_field3 = static_cast<uint32>(position & 0xFFFFFFFF);
+  tag.locktag_field4 = static_cast<uint16>(kRegistrationFlag | ((position >> 32) & 0x7FFF));
+  tag.locktag_type = LOCKTAG_USERLOCK;
+  tag.locktag_lockmethodid = USER_LOCKMETHOD;
+}
+
+// The registrations this transaction holds, with the subtransaction that took each.
+struct Registration {
+  Oid store;
+  int64 position;
+  SubTransactionId sub;
+};
+Registration *registrations = nullptr;
+int registration_count = 0;
+int registration_capacity = 0;
+
+int64 lowest_registration(Oid store) {
+  int64 lowest = 0;
+  for (int i = 0; i < registration_count; ++i)
+    if (registrations[i].store == store && (lowest == 0 || registrations[i].position < lowest))
+      lowest = registrations[i].position;
+  return lowest;
+}
+
+int64 sequence_last_value(Oid seq) {
+  AsExtensionOwner owner;
+  return pg_call([&]() -> int64 {
+    LOCAL_FCINFO(fcinfo, 1);
+    InitFunctionCallInfoData(*fcinfo, nullptr, 1, InvalidOid, nullptr, nullptr);
+    fcinfo->args[0].value = ObjectIdGetDatum(seq);
+    fcinfo->args[0].isnull = false;
+    Datum last = pg_sequence_last_value(fcinfo);
+    return fcinfo->isnull ? 0 : DatumGetInt64(last);
+  });
+}
+
+void take_registration(Oid store, int64 position) {
+  if (position > kMaxRegistrablePosition)
+    raise("ES023", "global position limit reached",
+          "Positions above " + std::to_string(kMaxRegistrablePosition) +
+              " cannot be registered in the global order.");
+  pg_call([&] {
+    LOCKTAG tag;
+    set_registration_tag(tag, store, position);
+    (void)LockAcquire(&tag, ShareLock, false, false);
+    if (registration_count == registration_capacity) {
+      int capacity = registration_capacity == 0 ? 8 : registration_capacity * 2;
+      auto bytes = sizeof(Registration) * capacity;
+      registrations = static_cast<Registration *>(
+          registrations == nullptr ? MemoryContextAlloc(TopMemoryContext, bytes)
+                                   : repalloc(registrations, bytes));
+      registration_capacity = capacity;
+    }
+    registrations[registration_count++] =
+        Registration{store, position, GetCurrentSubTransactionId()};
+  });
+}
+
+}  // namespace
+
+void register_appender(const StoreInfo &info, int64 explicit_position) {
+  int64 held = lowest_registration(info.store);
+  if (explicit_position > 0) {
+    if (held == 0 || explicit_position < held) take_registration(info.store, explicit_position);
+    return;
+  }
+  if (held != 0) return;  // every later allocation is above what we already hold
+  // Register first, allocate second: a reader reads the sequence before the registrations,
+  // so it either sees this registration or a sequence value below our position.
+  take_registration(info.store, sequence_last_value(info.position_seq) + 1);
+}
+
+int64 allocate_position(const StoreInfo &info) {
+  return pg_call([&] { return nextval_internal(info.position_seq, false); });
+}
+
+void advance_sequence_to(const StoreInfo &info, int64 position) {
+  if (sequence_last_value(info.position_seq) >= position) return;
+  while (allocate_position(info) < position) {
+  }
+}
+
+int64 safe_horizon(const StoreInfo &info) {
+  // Sequence first, registrations second (see register_appender).
+  int64 horizon = sequence_last_value(info.position_seq);
+  pg_call([&] {
+    LockData *locks = GetLockStatusData();
+    for (int i = 0; i < locks->nelements; ++i) {
+      const LockInstanceData &lock = locks->locks[i];
+      const LOCKTAG &tag = lock.locktag;
+      if (tag.locktag_type != LOCKTAG_USERLOCK || tag.locktag_field1 != MyDatabaseId ||
+          tag.locktag_field2 != info.store || (tag.locktag_field4 & kRegistrationFlag) == 0 ||
+          lock.holdMask == 0)
+        continue;
+      int64 registered = (static_cast<int64>(tag.locktag_field4 & 0x7FFF) << 32) |
+                         static_cast<int64>(tag.locktag_field3);
+      if (registered - 1 < horizon) horizon = registered - 1;
+    }
+  });
+  return horizon;
+}
+
+void horizon_subxact_abort(SubTransactionId sub) {
+  // The lock manager released the subtransaction's locks; forget them too.
+  int kept = 0;
+  for (int i = 0; i < registration_count; ++i)
+    if (registrations[i].sub != sub) registrations[kept++] = registrations[i];
+  registration_count = kept;
+}
+
+void horizon_subxact_commit(SubTransactionId sub, SubTransactionId parent) {
+  for (int i = 0; i < registration_count; ++i)
+    if (registrations[i].sub == sub) registrations[i].sub = parent;
+}
+
+void horizon_xact_end() { registration_count = 0; }
+
+}  // namespace es

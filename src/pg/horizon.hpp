@@ -1,0 +1,27 @@
+// The commit-safe global order (API.md §3): appenders register the lowest position they may
+// still make visible; readers only return positions below every registration.
+#pragma once
+#include "runtime.hpp"
+
+namespace es {
+
+// Registers the current transaction as an appender to `info`'s store, before it allocates
+// positions: the registration is the sequence's last value + 1, or `explicit_position` when
+// a plain INSERT brings its own (registered only if lower than what is already held).
+void register_appender(const StoreInfo &info, int64 explicit_position = 0);
+
+// Highest position a reader may return now: every position at or below it is either committed
+// and visible to a snapshot taken afterwards, or will never become visible.
+int64 safe_horizon(const StoreInfo &info);
+
+// Next value of the store's position sequence (no privilege check: callers checked).
+int64 allocate_position(const StoreInfo &info);
+
+// Moves the store's sequence to at least `position` (a plain INSERT brought its own).
+void advance_sequence_to(const StoreInfo &info, int64 position);
+
+void horizon_subxact_abort(SubTransactionId sub);
+void horizon_subxact_commit(SubTransactionId sub, SubTransactionId parent);
+void horizon_xact_end();
+
+}  // namespace es

@@ -1,0 +1,82 @@
+// es.read_all / es.head_position: the commit-safe global order (API.md §3).
+#include "horizon.hpp"
+#include "runtime.hpp"
+
+#include "../core/limits.hpp"
+
+namespace es {
+namespace {
+
+constexpr long kFetchBatch = 1000;
+
+// Streams the page into the SRF's tuplestore (which spills to disk past work_mem), reading
+// with a snapshot taken after the horizon was computed.
+void read_page(FunctionCallInfo fcinfo, const StoreInfo &info, Datum *args, const char *nulls) {
+  ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+  pg_call([&] {
+    PushActiveSnapshot(GetLatestSnapshot());
+    Portal portal = SPI_cursor_open(nullptr, info.read_all, args, nulls, true);
+    PopActiveSnapshot();
+    for (;;) {
+      SPI_cursor_fetch(portal, true, kFetchBatch);
+      if (SPI_processed == 0) break;
+      for (uint64 i = 0; i < SPI_processed; ++i)
+        tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
+      SPI_freetuptable(SPI_tuptable);
+    }
+    SPI_cursor_close(portal);
+  });
+}
+
+}  // namespace
+}  // namespace es
+
+extern "C" {
+
+// es.read_all(after_position, max_count, event_types, stream_prefix, store)
+PG_FUNCTION_INFO_V1(es_read_all);
+Datum es_read_all(PG_FUNCTION_ARGS) {
+  return es::guarded([&] {
+    int64 after = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0);
+    int64 max_count = PG_ARGISNULL(1) ? 1000 : PG_GETARG_INT32(1);
+    es::check_non_negative("max_count", max_count);
+    if (PG_ARGISNULL(4)) es::raise(es::sqlstate::kUnknownStore, "store must not be NULL");
+    Oid store = PG_GETARG_OID(4);
+    if (IsolationIsSerializable())
+      es::raise(es::sqlstate::kSerializableRead,
+                "es.read_all cannot run in a SERIALIZABLE transaction",
+                "The global order is read with a snapshot taken after its safe horizon, which "
+                "a serializable transaction may not use.",
+                "Read in READ COMMITTED or REPEATABLE READ.");
+    es::pg_call([&] { InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC); });
+    es::SpiConnection spi;
+    es::StoreInfo *info = es::lookup_store(store);
+    es::require_privilege(store, ACL_SELECT, "read");
+    int64 horizon = es::safe_horizon(*info);
+    if (max_count == 0 || horizon <= after) return (Datum)0;
+    Datum args[5];
+    char nulls[6] = "     ";
+    args[0] = Int64GetDatum(after);
+    args[1] = Int64GetDatum(horizon);
+    if (PG_ARGISNULL(2)) nulls[2] = 'n'; else args[2] = PG_GETARG_DATUM(2);
+    if (PG_ARGISNULL(3)) nulls[3] = 'n'; else args[3] = PG_GETARG_DATUM(3);
+    args[4] = Int64GetDatum(max_count);
+    es::read_page(fcinfo, *info, args, nulls);
+    return (Datum)0;
+  });
+}
+
+// es.head_position(store): the highest position safe to read.
+PG_FUNCTION_INFO_V1(es_head_position);
+Datum es_head_position(PG_FUNCTION_ARGS) {
+  return es::guarded([&] {
+    if (PG_ARGISNULL(0)) es::raise(es::sqlstate::kUnknownStore, "store must not be NULL");
+    Oid store = PG_GETARG_OID(0);
+    es::SpiConnection spi;
+    es::StoreInfo *info = es::lookup_store(store);
+    es::require_privilege(store, ACL_SELECT, "read");
+    return Int64GetDatum(es::safe_horizon(*info));
+  });
+}
+
+}

@@ -1,0 +1,213 @@
+#include "runtime.hpp"
+
+#include "../core/limits.hpp"
+
+namespace es {
+
+namespace {
+
+HTAB *store_cache = nullptr;
+int append_depth = 0;
+int rewrite_depth = 0;
+Oid owner_namespace = InvalidOid;
+Oid owner_role = InvalidOid;
+
+void invalidate_store(Datum, Oid relid) {
+  if (store_cache == nullptr) return;
+  HASH_SEQ_STATUS status;
+  hash_seq_init(&status, store_cache);
+  while (auto *entry = static_cast<StoreInfo *>(hash_seq_search(&status)))
+    if (relid == InvalidOid || entry->store == relid || entry->position_seq == relid)
+      entry->valid = false;
+}
+
+void forget_plans(StoreInfo *info) {
+  for (SPIPlanPtr *plan : {&info->last_version, &info->insert_event, &info->read_all}) {
+    if (*plan) SPI_freeplan(*plan);
+    *plan = nullptr;
+  }
+}
+
+Oid extension_owner() {
+  Oid nsp = get_namespace_oid("es", false);
+  if (nsp != owner_namespace) {
+    HeapTuple tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+    if (!HeapTupleIsValid(tup)) elog(ERROR, "cache lookup failed for schema es");
+    owner_role = reinterpret_cast<Form_pg_namespace>(GETSTRUCT(tup))->nspowner;
+    ReleaseSysCache(tup);
+    owner_namespace = nsp;
+  }
+  return owner_role;
+}
+
+}  // namespace
+
+const char *qualified_name(Oid rel) {
+  return pg_call([&]() -> const char * {
+    char *nsp = get_namespace_name(get_rel_namespace(rel));
+    char *name = get_rel_name(rel);
+    if (nsp == nullptr || name == nullptr) return nullptr;
+    return quote_qualified_identifier(nsp, name);
+  });
+}
+
+SPIPlanPtr prepare_kept(const char *sql, int nargs, Oid *types) {
+  SPIPlanPtr plan = prepare_fixed(sql, nargs, types);
+  pg_call([&] { SPI_keepplan(plan); });
+  return plan;
+}
+
+SPIPlanPtr prepare_fixed(const char *sql, int nargs, Oid *types) {
+  return pg_call([&]() -> SPIPlanPtr {
+    int nest = NewGUCNestLevel();
+    set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+                      GUC_ACTION_SAVE, true, 0, false);
+    SPIPlanPtr plan = SPI_prepare(sql, nargs, types);
+    if (plan == nullptr)
+      elog(ERROR, "pg_eventstore: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+    AtEOXact_GUC(true, nest);
+    return plan;
+  });
+}
+
+StoreInfo *lookup_store(Oid store) {
+  if (store_cache == nullptr) {
+    pg_call([&] {
+      HASHCTL ctl;
+      memset(&ctl, 0, sizeof ctl);
+      ctl.keysize = sizeof(Oid);
+      ctl.entrysize = sizeof(StoreInfo);
+      store_cache = hash_create("pg_eventstore stores", 16, &ctl, HASH_ELEM | HASH_BLOBS);
+      CacheRegisterRelcacheCallback(invalidate_store, 0);
+    });
+  }
+  bool found = false;
+  auto *info = pg_call([&] {
+    return static_cast<StoreInfo *>(hash_search(store_cache, &store, HASH_ENTER, &found));
+  });
+  if (found && info->valid) return info;
+  if (!found) {
+    info->last_version = info->insert_event = info->read_all = nullptr;
+  } else {
+    pg_call([&] { forget_plans(info); });
+  }
+  info->valid = false;
+
+  static SPIPlanPtr registry_plan = nullptr;
+  if (registry_plan == nullptr) {
+    Oid types[1] = {OIDOID};
+    registry_plan = prepare_kept(
+        "SELECT position_seq::pg_catalog.oid FROM es._stores WHERE store::pg_catalog.oid = $1",
+        1, types);
+  }
+  Oid seq = InvalidOid;
+  {
+    AsExtensionOwner owner;
+    pg_call([&] {
+      Datum values[1] = {ObjectIdGetDatum(store)};
+      int rc = SPI_execute_plan(registry_plan, values, nullptr, true, 1);
+      if (rc != SPI_OK_SELECT) elog(ERROR, "pg_eventstore: store lookup failed");
+      if (SPI_processed == 1) {
+        bool isnull;
+        seq = DatumGetObjectId(
+            SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+      }
+    });
+  }
+  if (!OidIsValid(seq)) {
+    const char *name = qualified_name(store);
+    raise(sqlstate::kUnknownStore,
+          std::string("\"") + (name ? name : std::to_string(store)) + "\" is not an event table",
+          {}, "Create event tables with es.create_event_table(); es.events is the default store.");
+  }
+  info->position_seq = seq;
+
+  const char *table = qualified_name(store);
+  std::string t(table);
+  {
+    Oid types[1] = {TEXTOID};
+    info->last_version = prepare_kept(
+        ("SELECT stream_version FROM " + t +
+         " WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1").c_str(),
+        1, types);
+  }
+  {
+    Oid types[7] = {INT8OID, TEXTOID, INT8OID, UUIDOID, TEXTOID, JSONBOID, JSONBOID};
+    info->insert_event = prepare_kept(
+        ("INSERT INTO " + t +
+         " (global_position, stream_id, stream_version, event_id, event_type, data, metadata)"
+         " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+         " ON CONFLICT (stream_id, stream_version) DO NOTHING")
+            .c_str(),
+        7, types);
+  }
+  {
+    Oid types[5] = {INT8OID, INT8OID, TEXTARRAYOID, TEXTOID, INT8OID};
+    info->read_all = prepare_kept(
+        ("SELECT global_position, stream_id, stream_version, event_id, event_type, data,"
+         " metadata, recorded_at FROM " + t +
+         " WHERE global_position > $1 AND global_position <= $2"
+         " AND ($3 IS NULL OR event_type = ANY ($3))"
+         " AND ($4 IS NULL OR starts_with(stream_id, $4))"
+         " ORDER BY global_position LIMIT $5")
+            .c_str(),
+        5, types);
+  }
+  info->valid = true;
+  return info;
+}
+
+AsExtensionOwner::AsExtensionOwner() {
+  GetUserIdAndSecContext(&saved_user_, &saved_context_);
+  Oid owner = pg_call([] { return extension_owner(); });
+  SetUserIdAndSecContext(owner, saved_context_ | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+AsExtensionOwner::~AsExtensionOwner() { SetUserIdAndSecContext(saved_user_, saved_context_); }
+
+AppendScope::AppendScope() { ++append_depth; }
+AppendScope::~AppendScope() { --append_depth; }
+bool in_append() { return append_depth > 0; }
+
+RewriteScope::RewriteScope() { ++rewrite_depth; }
+RewriteScope::~RewriteScope() { --rewrite_depth; }
+bool rewrite_allowed() { return rewrite_depth > 0; }
+
+// Called at transaction end: no scope survives an aborted statement.
+void reset_scopes() {
+  append_depth = 0;
+  rewrite_depth = 0;
+}
+
+SpiConnection::SpiConnection() {
+  pg_call([] {
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pg_eventstore: SPI_connect failed");
+  });
+}
+
+// On the error path the transaction is about to abort, and abort cleans SPI up; calling into
+// SPI with a half-unwound executor is exactly what we must not do.
+SpiConnection::~SpiConnection() {
+  if (std::uncaught_exceptions() == 0) SPI_finish();
+}
+
+void check_non_negative(const char *argument, int64 value) {
+  if (value < 0)
+    raise(sqlstate::kInvalidArgument, std::string(argument) + " must not be negative",
+          std::string(argument) + " is " + std::to_string(value) + ".");
+}
+
+void require_privilege(Oid store, AclMode mode, const char *what) {
+  AclResult acl = pg_call([&] { return pg_class_aclcheck(store, GetUserId(), mode); });
+  if (acl != ACLCHECK_OK) {
+    const char *name = qualified_name(store);
+    Problem p{"42501",
+              std::string("permission denied to ") + what + " event table " +
+                  (name ? name : "?"),
+              {},
+              "Grant the role es_writer/es_reader, or the table privilege, to the caller."};
+    raise(std::move(p));
+  }
+}
+
+}  // namespace es

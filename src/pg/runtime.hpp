@@ -1,0 +1,80 @@
+// Backend-wide state shared by the entry points: the store cache, the privileged-owner switch,
+// the "inside es.append" flag the guard triggers honour, and SPI helpers.
+#pragma once
+#include "guard.hpp"
+
+namespace es {
+
+// What the backend caches about one event table.
+struct StoreInfo {
+  Oid store;            // hash key
+  Oid position_seq;     // the table's global_position sequence
+  bool valid;
+  SPIPlanPtr last_version;    // SELECT newest stream_version of a stream
+  SPIPlanPtr insert_event;    // INSERT ... ON CONFLICT (stream_id, stream_version) DO NOTHING
+  SPIPlanPtr read_all;        // the global-order page query
+};
+
+// Looks up (and caches) an event table; raises ES017 when `store` is not one.
+// Must run inside an SPI connection.
+StoreInfo *lookup_store(Oid store);
+
+// Quoted, schema-qualified name of a relation (palloc'd).
+const char *qualified_name(Oid rel);
+
+// Prepares and keeps a plan with a fixed search_path (pg_catalog, pg_temp), so that
+// objects a caller put on its search_path can never be picked up.
+SPIPlanPtr prepare_kept(const char *sql, int nargs, Oid *types);
+// The same, for a plan that lives only until SPI_finish.
+SPIPlanPtr prepare_fixed(const char *sql, int nargs, Oid *types);
+
+// Runs the enclosed work as the owner of schema `es` (the extension owner) and restores the
+// caller's identity afterwards, also when an exception passes.
+class AsExtensionOwner {
+ public:
+  AsExtensionOwner();
+  ~AsExtensionOwner();
+  AsExtensionOwner(const AsExtensionOwner &) = delete;
+  AsExtensionOwner &operator=(const AsExtensionOwner &) = delete;
+
+ private:
+  Oid saved_user_;
+  int saved_context_;
+};
+
+// Marks the current backend as inside es.append (the insert guard lets its rows through).
+class AppendScope {
+ public:
+  AppendScope();
+  ~AppendScope();
+  AppendScope(const AppendScope &) = delete;
+  AppendScope &operator=(const AppendScope &) = delete;
+};
+bool in_append();
+
+// Allows the update guard to let rows through (es.redact_stream only).
+class RewriteScope {
+ public:
+  RewriteScope();
+  ~RewriteScope();
+  RewriteScope(const RewriteScope &) = delete;
+  RewriteScope &operator=(const RewriteScope &) = delete;
+};
+bool rewrite_allowed();
+
+// Connects SPI for the lifetime of the object.
+class SpiConnection {
+ public:
+  SpiConnection();
+  ~SpiConnection();
+  SpiConnection(const SpiConnection &) = delete;
+  SpiConnection &operator=(const SpiConnection &) = delete;
+};
+
+// Raises ES018 for a negative count argument.
+void check_non_negative(const char *argument, int64 value);
+
+// The caller must hold `mode` (an AclMode such as ACL_INSERT) on `store`; raises 42501.
+void require_privilege(Oid store, AclMode mode, const char *what);
+
+}  // namespace es

@@ -1,0 +1,22 @@
+-- Operations (API.md §8).
+
+CREATE FUNCTION es._idempotency_retention_seconds() RETURNS int
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'es_idempotency_retention';
+COMMENT ON FUNCTION es._idempotency_retention_seconds() IS
+    'pg_eventstore.idempotency_retention in seconds (internal)';
+
+-- Purges expired idempotency keys; safe to run from cron at any frequency.
+-- Returns what it removed, one row per kind.
+CREATE FUNCTION es.maintain()
+RETURNS TABLE (kind text, removed bigint)
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n bigint;
+BEGIN
+    DELETE FROM es._idempotency_keys
+     WHERE created_at < now() - make_interval(secs => es._idempotency_retention_seconds());
+    GET DIAGNOSTICS n = ROW_COUNT;
+    kind := 'idempotency_keys'; removed := n; RETURN NEXT;
+END $$;
+COMMENT ON FUNCTION es.maintain() IS
+    'Purges expired idempotency keys (and, as they land, fully-acked outbox messages)';
