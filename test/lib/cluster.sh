@@ -5,8 +5,13 @@
 
 ES_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PG_MAJOR=${PG_MAJOR:-15}
+# ES_DESTDIR: install into a private copy of the PostgreSQL tree instead of the system one
+# (no root needed; several checkouts can test side by side). See es_private_tree.
+if [ -n "${ES_DESTDIR:-}" ]; then
+  PG_BIN=$ES_DESTDIR/usr/lib/postgresql/$PG_MAJOR/bin
+fi
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
-export PG_CONFIG=${PG_CONFIG:-$PG_BIN/pg_config}
+export PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
 
 es_log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -34,10 +39,21 @@ es_ensure_deps() {
   apt-get install -y -qq "${need[@]}" >/dev/null
 }
 
+# Copies the system PostgreSQL into $ES_DESTDIR once; the server finds its share and lib
+# directories relative to its binary, so `make install DESTDIR=$ES_DESTDIR` lands beside it.
+es_private_tree() {
+  [ -x "$ES_DESTDIR/usr/lib/postgresql/$PG_MAJOR/bin/postgres" ] && return 0
+  mkdir -p "$ES_DESTDIR/usr/lib/postgresql" "$ES_DESTDIR/usr/share/postgresql"
+  cp -a "/usr/lib/postgresql/$PG_MAJOR" "$ES_DESTDIR/usr/lib/postgresql/"
+  cp -a "/usr/share/postgresql/$PG_MAJOR" "$ES_DESTDIR/usr/share/postgresql/"
+}
+
 es_build_install() {
   es_log "building and installing pg_eventstore"
-  make -C "$ES_ROOT" -s -j2 >/dev/null
-  if [ "$(id -u)" -eq 0 ] || [ -w "$($PG_CONFIG --pkglibdir)" ]; then
+  make -C "$ES_ROOT" -s -j2 >/dev/null || return 1
+  if [ -n "${ES_DESTDIR:-}" ]; then
+    es_private_tree && make -C "$ES_ROOT" -s install DESTDIR="$ES_DESTDIR" >/dev/null
+  elif [ "$(id -u)" -eq 0 ] || [ -w "$($PG_CONFIG --pkglibdir)" ]; then
     make -C "$ES_ROOT" -s install >/dev/null
   else
     echo "cannot write $($PG_CONFIG --pkglibdir): run as root to install the extension" >&2
