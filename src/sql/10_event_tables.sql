@@ -48,6 +48,8 @@ DECLARE
     nsp    text;
     rel    text;
     seq    text;
+    suffix text;
+    attempt int := 0;
     tbl    regclass;
 BEGIN
     IF name IS NULL OR pg_catalog.btrim(name) = '' THEN
@@ -67,7 +69,19 @@ BEGIN
         RAISE EXCEPTION 'invalid event table name "%"', name USING ERRCODE = '42602',
             HINT = 'Use table or schema.table.';
     END IF;
-    seq := pg_catalog.left(rel, 49) || '_position_seq';
+    -- The position sequence: <table>_position_seq, shortened to fit in 63 bytes and numbered
+    -- when that name is taken (long names sharing a prefix, or a user's relation).
+    suffix := '_position_seq';
+    LOOP
+        seq := rel;
+        WHILE pg_catalog.octet_length(seq || suffix) > 63 LOOP
+            seq := pg_catalog.left(seq, -1);
+        END LOOP;
+        seq := seq || suffix;
+        EXIT WHEN pg_catalog.to_regclass(pg_catalog.format('%I.%I', nsp, seq)) IS NULL;
+        attempt := attempt + 1;
+        suffix := '_position_seq' || attempt;
+    END LOOP;
 
     EXECUTE pg_catalog.format($ddl$
         CREATE TABLE %1$I.%2$I (
