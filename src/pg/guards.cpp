@@ -1,7 +1,7 @@
 // The append-only guard triggers of event tables (API.md §1).
 //  es._guard_modify: UPDATE, DELETE and TRUNCATE fail for every role (ENABLE ALWAYS, so not even
 //    session_replication_role = replica skips it); only es.redact_stream opens it.
-//  es._guard_insert: rows from es.append pass untouched; a plain INSERT or COPY (pg_restore)
+//  es._guard_insert: rows of es.append's own INSERT pass untouched; a plain INSERT or COPY (pg_restore)
 //    goes through the same checks: the position is allocated (or, when given, registered and
 //    checked against the global order), the stream id and type are validated.
 //  es._check_version_chain: after a plain INSERT, every version above 1 must have its
@@ -128,9 +128,9 @@ Datum es_guard_insert(PG_FUNCTION_ARGS) {
   return es::guarded([&] {
     TriggerData *td = es::trigger_data(fcinfo);
     HeapTuple row = td->tg_trigtuple;
-    if (es::in_append()) return PointerGetDatum(row);
-
     Relation rel = td->tg_relation;
+    if (es::is_append_insert(RelationGetRelid(rel), true)) return PointerGetDatum(row);
+
     TupleDesc desc = RelationGetDescr(rel);
     int gp_col = es::attnum(desc, "global_position");
     int64 assigned = es::check_plain_insert(rel, row, gp_col);
