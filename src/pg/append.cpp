@@ -213,9 +213,19 @@ int64 current_version(const StoreInfo &info, text *stream) {
   });
 }
 
-// Inserts one event; false when (stream, version) is already taken.
-bool insert_event(const StoreInfo &info, Datum *args, const char *nulls) {
+// Who called es.append: the event INSERT runs as this identity.
+struct Caller {
+  Oid user;
+  int security_context;
+};
+
+// Inserts one event as the caller (whose INSERT privilege was checked), so the store owner's
+// triggers, defaults and constraints never run with the extension owner's rights.
+// Returns false when (stream, version) is already taken.
+bool insert_event(const StoreInfo &info, Datum *args, const char *nulls, const Caller &caller) {
   try {
+    AsUser as_caller(caller.user, caller.security_context);
+    AppendInsert marker(info.store);
     return pg_call([&] {
       int rc = SPI_execute_plan(info.insert_event, args, nulls, false, 0);
       if (rc != SPI_OK_INSERT) elog(ERROR, "pg_eventstore: event insert failed");
@@ -235,8 +245,9 @@ AppendResult append(text *stream, std::optional<int64> expected, std::vector<Eve
   SpiConnection spi;
   StoreInfo *info = lookup_store(store);
   require_privilege(store, ACL_INSERT, "append to");
+  Caller caller;
+  GetUserIdAndSecContext(&caller.user, &caller.security_context);
   AsExtensionOwner owner;
-  AppendScope scope;
   register_appender(*info);
 
   if (key != nullptr)
@@ -285,7 +296,7 @@ AppendResult append(text *stream, std::optional<int64> expected, std::vector<Eve
         if (ev.metadata) args[6] = jsonb_datum(ev.metadata);
         else nulls[6] = 'n';
       }
-      if (!insert_event(*info, args, nulls)) {
+      if (!insert_event(*info, args, nulls, caller)) {
         if (i != 0 || expected.has_value() || attempt >= kMaxAnyVersionRetries) {
           if (stream_name.empty()) stream_name = pg_call([&] { return text_to_cstring(stream); });
           int64 now_actual = current_version(*info, stream);
