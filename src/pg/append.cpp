@@ -219,17 +219,18 @@ struct Caller {
   int security_context;
 };
 
-// Inserts one event as the caller (whose INSERT privilege was checked), so the store owner's
-// triggers, defaults and constraints never run with the extension owner's rights.
-// Returns false when (stream, version) is already taken.
-bool insert_event(const StoreInfo &info, Datum *args, const char *nulls, const Caller &caller) {
+// Runs one of the insert plans as the caller (whose INSERT privilege was checked), so the store
+// owner's triggers, defaults and constraints never run with the extension owner's rights.
+// A duplicate event id becomes ES003. Returns the number of rows inserted.
+uint64 insert_rows(const StoreInfo &info, SPIPlanPtr plan, Datum *args, const char *nulls,
+                   const Caller &caller) {
   try {
     AsUser as_caller(caller.user, caller.security_context);
     AppendInsert marker(info.store);
     return pg_call([&] {
-      int rc = SPI_execute_plan(info.insert_event, args, nulls, false, 0);
+      int rc = SPI_execute_plan(plan, args, nulls, false, 0);
       if (rc != SPI_OK_INSERT) elog(ERROR, "pg_eventstore: event insert failed");
-      return SPI_processed == 1;
+      return SPI_processed;
     });
   } catch (const PgError &e) {
     if (e.data->sqlerrcode == ERRCODE_UNIQUE_VIOLATION && e.data->detail != nullptr &&
@@ -238,6 +239,99 @@ bool insert_event(const StoreInfo &info, Datum *args, const char *nulls, const C
             e.data->detail, "Supply a new id, or none to have one generated.");
     throw;
   }
+}
+
+// Inserts one event; false when (stream, version) is already taken.
+bool insert_event(const StoreInfo &info, Datum *args, const char *nulls, const Caller &caller) {
+  return insert_rows(info, info.insert_event, args, nulls, caller) == 1;
+}
+
+// The column values of one event row, in the order of the insert plans.
+struct EventRow {
+  Datum values[7];
+  char nulls[8];
+};
+
+EventRow event_row(const EventInput &ev, int64 position, text *stream, int64 version) {
+  EventRow row;
+  memcpy(row.nulls, "       ", sizeof row.nulls);
+  row.values[0] = Int64GetDatum(position);
+  row.values[1] = PointerGetDatum(stream);
+  row.values[2] = Int64GetDatum(version);
+  if (ev.checked.has_id) {
+    row.values[3] = pg_call([&] {
+      auto *u = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
+      memcpy(u->data, ev.checked.id.data(), UUID_LEN);
+      return UUIDPGetDatum(u);
+    });
+  } else {
+    row.values[3] = pg_call([] { return UUIDPGetDatum(new_uuidv7()); });
+  }
+  row.values[4] =
+      pg_call([&] { return PointerGetDatum(cstring_to_text_with_len(ev.type, ev.type_len)); });
+  if (ev.has_datums) {
+    row.values[5] = ev.data_datum;
+    row.values[6] = ev.metadata_datum;
+    if (ev.metadata_datum == (Datum)0) row.nulls[6] = 'n';
+  } else {
+    if (ev.data) {
+      row.values[5] = jsonb_datum(ev.data);
+    } else {
+      JsonbValue null_value;
+      null_value.type = jbvNull;
+      row.values[5] = jsonb_datum(&null_value);
+    }
+    if (ev.metadata) row.values[6] = jsonb_datum(ev.metadata);
+    else row.nulls[6] = 'n';
+  }
+  return row;
+}
+
+// A one-dimensional array of `count` values of `type` (palloc'd in the SPI context).
+Datum array_of(Oid type, Datum *values, bool *nulls, int count) {
+  return pg_call([&] {
+    int16 len;
+    bool byval;
+    char align;
+    get_typlenbyvalalign(type, &len, &byval, &align);
+    int dims[1] = {count};
+    int lbs[1] = {1};
+    return PointerGetDatum(
+        construct_md_array(values, nulls, 1, dims, lbs, type, len, byval, align));
+  });
+}
+
+// Inserts events[1..] with versions from `first_version` on and positions allocated in order,
+// in one INSERT ... SELECT FROM unnest(...): executor start-up, trigger set-up and the
+// ON CONFLICT arbiter are paid once per batch, not once per event. Returns how many rows went
+// in (fewer: a concurrent append took one of the versions) and sets the last position.
+uint64 insert_rest(const StoreInfo &info, text *stream, const std::vector<EventInput> &events,
+                   int64 first_version, const Caller &caller, int64 &last_position) {
+  int count = static_cast<int>(events.size() - 1);
+  Datum *columns[7];
+  bool *column_nulls[7];
+  pg_call([&] {
+    for (int c = 0; c < 7; ++c) {
+      columns[c] = static_cast<Datum *>(palloc(sizeof(Datum) * count));
+      column_nulls[c] = static_cast<bool *>(palloc0(sizeof(bool) * count));
+    }
+  });
+  for (int i = 0; i < count; ++i) {
+    last_position = allocate_position(info);
+    EventRow row = event_row(events[i + 1], last_position, stream, first_version + i);
+    for (int c = 0; c < 7; ++c) {
+      columns[c][i] = row.values[c];
+      column_nulls[c][i] = row.nulls[c] == 'n';
+    }
+  }
+  Datum args[7] = {array_of(INT8OID, columns[0], column_nulls[0], count),
+                   PointerGetDatum(stream),
+                   array_of(INT8OID, columns[2], column_nulls[2], count),
+                   array_of(UUIDOID, columns[3], column_nulls[3], count),
+                   array_of(TEXTOID, columns[4], column_nulls[4], count),
+                   array_of(JSONBOID, columns[5], column_nulls[5], count),
+                   array_of(JSONBOID, columns[6], column_nulls[6], count)};
+  return insert_rows(info, info.insert_batch, args, nullptr, caller);
 }
 
 AppendResult append(text *stream, std::optional<int64> expected, std::vector<EventInput> &events,
@@ -261,58 +355,32 @@ AppendResult append(text *stream, std::optional<int64> expected, std::vector<Eve
       if (stream_name.empty()) stream_name = pg_call([&] { return text_to_cstring(stream); });
       raise(version_conflict(stream_name, *expected, actual));
     }
-    bool conflicted = false;
-    for (std::size_t i = 0; i < events.size(); ++i) {
-      EventInput &ev = events[i];
-      int64 position = allocate_position(*info);
-      int64 version = actual + 1 + static_cast<int64>(i);
-      Datum args[7];
-      char nulls[8] = "       ";
-      args[0] = Int64GetDatum(position);
-      args[1] = PointerGetDatum(stream);
-      args[2] = Int64GetDatum(version);
-      if (ev.checked.has_id) {
-        args[3] = pg_call([&] {
-          auto *u = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
-          memcpy(u->data, ev.checked.id.data(), UUID_LEN);
-          return UUIDPGetDatum(u);
-        });
-      } else {
-        args[3] = pg_call([] { return UUIDPGetDatum(new_uuidv7()); });
+    // The first event alone: when a concurrent append took its version and no version was
+    // expected, nothing is written yet and the loop reads the version again.
+    int64 position = allocate_position(*info);
+    EventRow first = event_row(events[0], position, stream, actual + 1);
+    if (!insert_event(*info, first.values, first.nulls, caller)) {
+      if (expected.has_value() || attempt >= kMaxAnyVersionRetries) {
+        if (stream_name.empty()) stream_name = pg_call([&] { return text_to_cstring(stream); });
+        int64 now_actual = current_version(*info, stream);
+        raise(version_conflict(stream_name, expected.value_or(actual), now_actual));
       }
-      args[4] = pg_call([&] { return PointerGetDatum(cstring_to_text_with_len(ev.type, ev.type_len)); });
-      if (ev.has_datums) {
-        args[5] = ev.data_datum;
-        args[6] = ev.metadata_datum;
-        if (ev.metadata_datum == (Datum)0) nulls[6] = 'n';
-      } else {
-        if (ev.data) {
-          args[5] = jsonb_datum(ev.data);
-        } else {
-          JsonbValue null_value;
-          null_value.type = jbvNull;
-          args[5] = jsonb_datum(&null_value);
-        }
-        if (ev.metadata) args[6] = jsonb_datum(ev.metadata);
-        else nulls[6] = 'n';
-      }
-      if (!insert_event(*info, args, nulls, caller)) {
-        if (i != 0 || expected.has_value() || attempt >= kMaxAnyVersionRetries) {
-          if (stream_name.empty()) stream_name = pg_call([&] { return text_to_cstring(stream); });
-          int64 now_actual = current_version(*info, stream);
-          raise(version_conflict(stream_name, expected.value_or(actual), now_actual));
-        }
-        conflicted = true;  // a concurrent append took the version first: read again
-        break;
-      }
-      if (i == 0) {
-        r.first_version = version;
-        r.first_position = position;
-      }
-      r.last_version = version;
-      r.last_position = position;
+      continue;  // a concurrent append took the version first: read again
     }
-    if (!conflicted) break;
+    r.first_version = r.last_version = actual + 1;
+    r.first_position = r.last_position = position;
+    // The rest in one statement; a conflict there cannot be retried (rows are written).
+    if (events.size() > 1) {
+      std::size_t rest = events.size() - 1;
+      uint64 inserted = insert_rest(*info, stream, events, actual + 2, caller, r.last_position);
+      r.last_version = actual + 1 + static_cast<int64>(rest);
+      if (inserted != rest) {
+        if (stream_name.empty()) stream_name = pg_call([&] { return text_to_cstring(stream); });
+        int64 now_actual = current_version(*info, stream);
+        raise(version_conflict(stream_name, expected.value_or(actual), now_actual));
+      }
+    }
+    break;
   }
   r.duplicate = false;
 

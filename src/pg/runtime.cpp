@@ -23,7 +23,8 @@ void invalidate_store(Datum, Oid relid) {
 }
 
 void forget_plans(StoreInfo *info) {
-  for (SPIPlanPtr *plan : {&info->last_version, &info->insert_event, &info->read_all}) {
+  for (SPIPlanPtr *plan :
+       {&info->last_version, &info->insert_event, &info->insert_batch, &info->read_all}) {
     if (*plan) SPI_freeplan(*plan);
     *plan = nullptr;
   }
@@ -88,7 +89,7 @@ StoreInfo *lookup_store(Oid store) {
   });
   if (found && info->valid) return info;
   if (!found) {
-    info->last_version = info->insert_event = info->read_all = nullptr;
+    info->last_version = info->insert_event = info->insert_batch = info->read_all = nullptr;
   } else {
     pg_call([&] { forget_plans(info); });
   }
@@ -138,6 +139,21 @@ StoreInfo *lookup_store(Oid store) {
         ("INSERT INTO " + t +
          " (global_position, stream_id, stream_version, event_id, event_type, data, metadata)"
          " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+         " ON CONFLICT (stream_id, stream_version) DO NOTHING")
+            .c_str(),
+        7, types);
+  }
+  {
+    // One statement for the rest of a multi-event append: executor start-up, trigger set-up
+    // and the ON CONFLICT arbiter are paid once per batch instead of once per event.
+    Oid types[7] = {INT8ARRAYOID, TEXTOID, INT8ARRAYOID, UUIDARRAYOID, TEXTARRAYOID,
+                    JSONBARRAYOID, JSONBARRAYOID};
+    info->insert_batch = prepare_kept(
+        ("INSERT INTO " + t +
+         " (global_position, stream_id, stream_version, event_id, event_type, data, metadata)"
+         " SELECT e.global_position, $2, e.stream_version, e.event_id, e.event_type, e.data,"
+         " e.metadata FROM unnest($1, $3, $4, $5, $6, $7)"
+         " AS e (global_position, stream_version, event_id, event_type, data, metadata)"
          " ON CONFLICT (stream_id, stream_version) DO NOTHING")
             .c_str(),
         7, types);

@@ -12,6 +12,7 @@ struct StoreInfo {
   bool valid;
   SPIPlanPtr last_version;    // SELECT newest stream_version of a stream
   SPIPlanPtr insert_event;    // INSERT ... ON CONFLICT (stream_id, stream_version) DO NOTHING
+  SPIPlanPtr insert_batch;    // the same for many events of one stream, from arrays (unnest)
   SPIPlanPtr read_all;        // the global-order page query
 };
 
