@@ -49,10 +49,21 @@ void report_user_error(const char *sqlstate, const char *message, const char *de
 }
 
 // A time-ordered UUIDv7 (palloc'd pg_uuid_t).
+// The random bits come from a per-backend pool refilled from pg_strong_random 1 KB at a time:
+// one call costs as much as ~100 uuids' worth of bytes (OpenSSL's per-call overhead), and the
+// bytes are no secret (they end up in the ids). The postmaster never fills the pool, so a
+// forked backend never shares bytes with another.
 pg_uuid_t *new_uuidv7() {
-  uint8 random_bytes[10];
-  if (!pg_strong_random(random_bytes, sizeof random_bytes))
-    ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not generate random bytes")));
+  static uint8 pool[1000];
+  static std::size_t pool_used = sizeof pool;
+  constexpr std::size_t kRandomBytes = 10;
+  if (pool_used + kRandomBytes > sizeof pool) {
+    if (!pg_strong_random(pool, sizeof pool))
+      ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not generate random bytes")));
+    pool_used = 0;
+  }
+  const uint8 *random_bytes = pool + pool_used;
+  pool_used += kRandomBytes;
   TimestampTz now = GetCurrentTimestamp();
   // TimestampTz counts microseconds since 2000-01-01; move to the Unix epoch in ms.
   uint64 unix_ms = static_cast<uint64>(
