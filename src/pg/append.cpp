@@ -1,4 +1,5 @@
 // es.append / es.append_event: the C++ append path (API.md §2).
+#include "direct_insert.hpp"
 #include "horizon.hpp"
 #include "runtime.hpp"
 
@@ -219,19 +220,54 @@ struct Caller {
   int security_context;
 };
 
-// Runs one of the insert plans as the caller (whose INSERT privilege was checked), so the store
-// owner's triggers, defaults and constraints never run with the extension owner's rights.
-// A duplicate event id becomes ES003. Returns the number of rows inserted.
-uint64 insert_rows(const StoreInfo &info, SPIPlanPtr plan, Datum *args, const char *nulls,
-                   const Caller &caller) {
+// Runs an insert plan; returns the number of rows inserted.
+uint64 spi_insert(SPIPlanPtr plan, Datum *args, const char *nulls) {
+  return pg_call([&] {
+    int rc = SPI_execute_plan(plan, args, nulls, false, 0);
+    if (rc != SPI_OK_INSERT) elog(ERROR, "pg_eventstore: event insert failed");
+    return SPI_processed;
+  });
+}
+
+// A one-dimensional array of column `column` of `rows` (palloc'd in the SPI context).
+Datum column_array(const EventRow *rows, int count, int column, Oid type) {
+  return pg_call([&] {
+    auto *values = static_cast<Datum *>(palloc(sizeof(Datum) * count));
+    auto *nulls = static_cast<bool *>(palloc(sizeof(bool) * count));
+    for (int i = 0; i < count; ++i) {
+      values[i] = rows[i].values[column];
+      nulls[i] = rows[i].nulls[column] == 'n';
+    }
+    int16 len;
+    bool byval;
+    char align;
+    get_typlenbyvalalign(type, &len, &byval, &align);
+    int dims[1] = {count};
+    int lbs[1] = {1};
+    return PointerGetDatum(
+        construct_md_array(values, nulls, 1, dims, lbs, type, len, byval, align));
+  });
+}
+
+// Inserts rows of one stream, in order, as the caller (whose INSERT privilege was checked), so
+// the store owner's triggers, defaults and constraints never run with the extension owner's
+// rights: directly when the table allows it (direct_insert.hpp), else with the SPI plans
+// (INSERT ... ON CONFLICT (stream_id, stream_version) DO NOTHING, one row, or many from
+// unnest: executor start-up, trigger set-up and the arbiter are then paid once per batch).
+// Returns the number of rows inserted: fewer than `count` when a concurrent append took one of
+// the versions. A duplicate event id becomes ES003.
+uint64 insert_rows(StoreInfo &info, EventRow *rows, int count, const Caller &caller) {
   try {
     AsUser as_caller(caller.user, caller.security_context);
     AppendInsert marker(info.store);
-    return pg_call([&] {
-      int rc = SPI_execute_plan(plan, args, nulls, false, 0);
-      if (rc != SPI_OK_INSERT) elog(ERROR, "pg_eventstore: event insert failed");
-      return SPI_processed;
-    });
+    int64 direct = direct_insert(info, rows, count);
+    if (direct >= 0) return static_cast<uint64>(direct);
+    if (count == 1) return spi_insert(info.insert_event, rows[0].values, rows[0].nulls);
+    Datum args[7] = {column_array(rows, count, 0, INT8OID),  rows[0].values[1],
+                     column_array(rows, count, 2, INT8OID),  column_array(rows, count, 3, UUIDOID),
+                     column_array(rows, count, 4, TEXTOID),  column_array(rows, count, 5, JSONBOID),
+                     column_array(rows, count, 6, JSONBOID)};
+    return spi_insert(info.insert_batch, args, nullptr);
   } catch (const PgError &e) {
     if (e.data->sqlerrcode == ERRCODE_UNIQUE_VIOLATION && e.data->detail != nullptr &&
         strstr(e.data->detail, "(event_id)") != nullptr)
@@ -240,17 +276,6 @@ uint64 insert_rows(const StoreInfo &info, SPIPlanPtr plan, Datum *args, const ch
     throw;
   }
 }
-
-// Inserts one event; false when (stream, version) is already taken.
-bool insert_event(const StoreInfo &info, Datum *args, const char *nulls, const Caller &caller) {
-  return insert_rows(info, info.insert_event, args, nulls, caller) == 1;
-}
-
-// The column values of one event row, in the order of the insert plans.
-struct EventRow {
-  Datum values[7];
-  char nulls[8];
-};
 
 EventRow event_row(const EventInput &ev, int64 position, text *stream, int64 version) {
   EventRow row;
@@ -287,51 +312,17 @@ EventRow event_row(const EventInput &ev, int64 position, text *stream, int64 ver
   return row;
 }
 
-// A one-dimensional array of `count` values of `type` (palloc'd in the SPI context).
-Datum array_of(Oid type, Datum *values, bool *nulls, int count) {
-  return pg_call([&] {
-    int16 len;
-    bool byval;
-    char align;
-    get_typlenbyvalalign(type, &len, &byval, &align);
-    int dims[1] = {count};
-    int lbs[1] = {1};
-    return PointerGetDatum(
-        construct_md_array(values, nulls, 1, dims, lbs, type, len, byval, align));
-  });
-}
-
-// Inserts events[1..] with versions from `first_version` on and positions allocated in order,
-// in one INSERT ... SELECT FROM unnest(...): executor start-up, trigger set-up and the
-// ON CONFLICT arbiter are paid once per batch, not once per event. Returns how many rows went
-// in (fewer: a concurrent append took one of the versions) and sets the last position.
-uint64 insert_rest(const StoreInfo &info, text *stream, const std::vector<EventInput> &events,
+// Inserts events[1..] with versions from `first_version` on and positions allocated in order.
+// Returns how many rows went in and sets the last position.
+uint64 insert_rest(StoreInfo &info, text *stream, const std::vector<EventInput> &events,
                    int64 first_version, const Caller &caller, int64 &last_position) {
   int count = static_cast<int>(events.size() - 1);
-  Datum *columns[7];
-  bool *column_nulls[7];
-  pg_call([&] {
-    for (int c = 0; c < 7; ++c) {
-      columns[c] = static_cast<Datum *>(palloc(sizeof(Datum) * count));
-      column_nulls[c] = static_cast<bool *>(palloc0(sizeof(bool) * count));
-    }
-  });
+  auto *rows = pg_call([&] { return static_cast<EventRow *>(palloc(sizeof(EventRow) * count)); });
   for (int i = 0; i < count; ++i) {
     last_position = allocate_position(info);
-    EventRow row = event_row(events[i + 1], last_position, stream, first_version + i);
-    for (int c = 0; c < 7; ++c) {
-      columns[c][i] = row.values[c];
-      column_nulls[c][i] = row.nulls[c] == 'n';
-    }
+    rows[i] = event_row(events[i + 1], last_position, stream, first_version + i);
   }
-  Datum args[7] = {array_of(INT8OID, columns[0], column_nulls[0], count),
-                   PointerGetDatum(stream),
-                   array_of(INT8OID, columns[2], column_nulls[2], count),
-                   array_of(UUIDOID, columns[3], column_nulls[3], count),
-                   array_of(TEXTOID, columns[4], column_nulls[4], count),
-                   array_of(JSONBOID, columns[5], column_nulls[5], count),
-                   array_of(JSONBOID, columns[6], column_nulls[6], count)};
-  return insert_rows(info, info.insert_batch, args, nullptr, caller);
+  return insert_rows(info, rows, count, caller);
 }
 
 AppendResult append(text *stream, std::optional<int64> expected, std::vector<EventInput> &events,
@@ -359,7 +350,7 @@ AppendResult append(text *stream, std::optional<int64> expected, std::vector<Eve
     // expected, nothing is written yet and the loop reads the version again.
     int64 position = allocate_position(*info);
     EventRow first = event_row(events[0], position, stream, actual + 1);
-    if (!insert_event(*info, first.values, first.nulls, caller)) {
+    if (insert_rows(*info, &first, 1, caller) != 1) {
       if (expected.has_value() || attempt >= kMaxAnyVersionRetries) {
         if (stream_name.empty()) stream_name = pg_call([&] { return text_to_cstring(stream); });
         int64 now_actual = current_version(*info, stream);

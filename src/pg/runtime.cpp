@@ -94,6 +94,7 @@ StoreInfo *lookup_store(Oid store) {
     pg_call([&] { forget_plans(info); });
   }
   info->valid = false;
+  info->direct_state = 0;
 
   static SPIPlanPtr registry_plan = nullptr;
   if (registry_plan == nullptr) {

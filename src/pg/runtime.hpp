@@ -14,6 +14,11 @@ struct StoreInfo {
   SPIPlanPtr insert_event;    // INSERT ... ON CONFLICT (stream_id, stream_version) DO NOTHING
   SPIPlanPtr insert_batch;    // the same for many events of one stream, from arrays (unnest)
   SPIPlanPtr read_all;        // the global-order page query
+  // The table's part of direct_insert_possible (direct_insert.cpp): 0 not checked since the
+  // last invalidation, 1 yes, -1 no; the standard columns' attnums; the arbiter index.
+  int direct_state;
+  AttrNumber direct_columns[8];
+  Oid arbiter_index;
 };
 
 // Looks up (and caches) an event table; raises ES017 when `store` is not one.

@@ -1,0 +1,29 @@
+// The executor-level insert of es.append (DESIGN-NOTES §4): for an event table of the standard
+// shape, the rows go in through the table AM and the index AMs directly, with the same
+// speculative-insertion protocol as INSERT ... ON CONFLICT (stream_id, stream_version) DO
+// NOTHING, and without the per-statement planning and executor start-up of SPI. Anything
+// unusual about the table sends the caller back to the SPI plans, which handle every case.
+#pragma once
+#include "runtime.hpp"
+
+namespace es {
+
+// The column values of one event row, in the order of the insert plans: global_position,
+// stream_id, stream_version, event_id, event_type, data, metadata ('n' in nulls: NULL).
+struct EventRow {
+  Datum values[7];
+  char nulls[8];
+};
+
+// Inserts rows[0..count) in order, stopping at the first whose (stream_id, stream_version)
+// is taken (waiting, like ON CONFLICT, for an in-progress inserter to decide); returns how many
+// went in. Other unique violations (event_id) raise 23505 exactly as the INSERT would.
+// Returns -1, having written nothing, unless the direct path is equivalent to the SPI insert:
+// READ COMMITTED; the eight standard columns with their types and nothing else; recorded_at
+// DEFAULT now(); only the extension's own triggers (which let es.append's rows through
+// unchanged); no row-level security, rules, generated columns or deferrable unique indexes;
+// exactly one arbiter index on (stream_id, stream_version). The table's part of that verdict
+// is cached in `info` until the next invalidation.
+int64 direct_insert(StoreInfo &info, const EventRow *rows, int count);
+
+}  // namespace es
