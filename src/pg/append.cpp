@@ -203,7 +203,9 @@ std::optional<AppendResult> claim_key(Oid store, text *key, text *stream, int64 
   return r;
 }
 
-int64 current_version(const StoreInfo &info, text *stream) {
+int64 current_version(StoreInfo &info, text *stream) {
+  int64 direct = direct_last_version(info, stream);
+  if (direct >= 0) return direct;
   return pg_call([&]() -> int64 {
     Datum args[1] = {PointerGetDatum(stream)};
     int rc = SPI_execute_snapshot(info.last_version, args, nullptr, GetLatestSnapshot(),

@@ -90,20 +90,25 @@ bool table_allows_direct(Relation rel, StoreInfo &info) {
   return true;
 }
 
+// Opens the store and settles the verdict; nullptr (table closed) when the direct path is
+// not equivalent. Opening takes the lock, which processes pending invalidations: a trigger or
+// policy created meanwhile has marked `info` invalid, and the verdict is redone.
+Relation open_direct(StoreInfo &info, LOCKMODE mode) {
+  Relation rel = table_open(info.store, mode);
+  if (info.direct_state == 0 || !info.valid)
+    info.direct_state = table_allows_direct(rel, info) ? 1 : -1;
+  if (info.direct_state > 0) return rel;
+  table_close(rel, NoLock);
+  return nullptr;
+}
+
 }  // namespace
 
 int64 direct_insert(StoreInfo &info, const EventRow *rows, int count) {
   if (IsolationUsesXactSnapshot()) return -1;
   return pg_call([&]() -> int64 {
-    // Opening the table takes RowExclusiveLock, which processes pending invalidations: a
-    // trigger or policy created meanwhile has marked `info` invalid, and the verdict is redone.
-    Relation rel = table_open(info.store, RowExclusiveLock);
-    if (info.direct_state == 0 || !info.valid)
-      info.direct_state = table_allows_direct(rel, info) ? 1 : -1;
-    if (info.direct_state < 0) {
-      table_close(rel, NoLock);
-      return -1;
-    }
+    Relation rel = open_direct(info, RowExclusiveLock);
+    if (rel == nullptr) return -1;
     EState *estate = CreateExecutorState();
     ResultRelInfo *result = makeNode(ResultRelInfo);
     InitResultRelInfo(result, rel, 0, nullptr, 0);
@@ -168,6 +173,38 @@ int64 direct_insert(StoreInfo &info, const EventRow *rows, int count) {
     // As SPI does after a statement: what we wrote is visible to the next read of this call.
     CommandCounterIncrement();
     return inserted;
+  });
+}
+
+int64 direct_last_version(StoreInfo &info, text *stream) {
+  return pg_call([&]() -> int64 {
+    Relation rel = open_direct(info, AccessShareLock);
+    if (rel == nullptr) return -1;
+    Relation index = index_open(info.arbiter_index, AccessShareLock);
+    if (index->rd_index->indkey.values[0] != info.direct_columns[1]) {  // (version, stream)
+      index_close(index, NoLock);
+      table_close(rel, NoLock);
+      return -1;
+    }
+    ScanKeyData key;
+    ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+                           index->rd_indcollation[0], F_TEXTEQ, PointerGetDatum(stream));
+    Snapshot snapshot = RegisterSnapshot(GetLatestSnapshot());
+    IndexScanDesc scan = index_beginscan(rel, index, snapshot, 1, 0);
+    index_rescan(scan, &key, 1, nullptr, 0);
+    TupleTableSlot *slot = table_slot_create(rel, nullptr);
+    int64 version = 0;
+    if (index_getnext_slot(scan, BackwardScanDirection, slot)) {
+      bool isnull;
+      Datum v = slot_getattr(slot, info.direct_columns[2], &isnull);
+      if (!isnull) version = DatumGetInt64(v);
+    }
+    ExecDropSingleTupleTableSlot(slot);
+    index_endscan(scan);
+    UnregisterSnapshot(snapshot);
+    index_close(index, NoLock);
+    table_close(rel, NoLock);
+    return version;
   });
 }
 

@@ -1,5 +1,6 @@
 // The executor-level insert of es.append (DESIGN-NOTES §4): for an event table of the standard
-// shape, the rows go in through the table AM and the index AMs directly, with the same
+// shape, the stream's version is read and the rows go in through the table AM and the index AMs
+// directly, with the same
 // speculative-insertion protocol as INSERT ... ON CONFLICT (stream_id, stream_version) DO
 // NOTHING, and without the per-statement planning and executor start-up of SPI. Anything
 // unusual about the table sends the caller back to the SPI plans, which handle every case.
@@ -25,5 +26,9 @@ struct EventRow {
 // exactly one arbiter index on (stream_id, stream_version). The table's part of that verdict
 // is cached in `info` until the next invalidation.
 int64 direct_insert(StoreInfo &info, const EventRow *rows, int count);
+
+// The stream's last version (0: none) read through the arbiter index with the latest snapshot,
+// as the SPI version query does; -1 when the table does not allow the direct path.
+int64 direct_last_version(StoreInfo &info, text *stream);
 
 }  // namespace es
