@@ -138,10 +138,14 @@ int64 direct_insert(StoreInfo &info, const EventRow *rows, int count) {
       slot->tts_tableOid = RelationGetRelid(rel);
       if (desc->constr != nullptr) ExecConstraints(result, slot, estate);
 
+      // The caller has just read the stream's version, so a conflict is rare: the first try
+      // skips ExecInsert's pre-check (an optimisation there too) and relies on the arbiter
+      // index reporting the conflict; every retry checks first, waiting for an in-progress
+      // inserter to commit or abort, as ON CONFLICT DO NOTHING does.
       bool taken = false;
-      for (;;) {
+      for (bool first_try = true;; first_try = false) {
         ItemPointerData conflict;
-        if (!ExecCheckIndexConstraints(result, slot, estate, &conflict, arbiters)) {
+        if (!first_try && !ExecCheckIndexConstraints(result, slot, estate, &conflict, arbiters)) {
           taken = true;  // a committed (or waited-for) row holds the version
           break;
         }
