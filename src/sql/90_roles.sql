@@ -54,3 +54,21 @@ GRANT EXECUTE ON FUNCTION
     es.maintain(),
     es._idempotency_retention_seconds()
     TO es_admin;
+
+-- Subscriptions (src/sql/50_subscriptions.sql). Readers consume: they read the registry and
+-- may move checkpoints (only `position`/`acked_at`; a trigger refuses moving back). Reading a
+-- subscription's events still needs SELECT on its store (es.read_all checks it).
+GRANT SELECT ON es._subscriptions, es.subscriptions TO es_reader;
+GRANT UPDATE (position, acked_at) ON es._subscriptions TO es_reader;
+GRANT EXECUTE ON FUNCTION
+    es._check_subscription_name(text),
+    es._subscription(text),
+    es._count_events_between(regclass, bigint, bigint),
+    es.subscription_next(text, int),
+    es.subscription_ack(text, bigint)
+    TO es_reader;
+GRANT INSERT, DELETE ON es._subscriptions TO es_admin;
+GRANT EXECUTE ON FUNCTION
+    es.subscription_create(text, regclass, text[], text, bigint),
+    es.subscription_drop(text)
+    TO es_admin;
