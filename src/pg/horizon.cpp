@@ -120,6 +120,20 @@ int64 safe_horizon(const StoreInfo &info) {
   return horizon;
 }
 
+bool horizon_registered() { return registration_count > 0; }
+
+// Plain PostgreSQL code (may ereport, never throws): the relay worker calls it.
+bool appenders_in_flight(Oid database) {
+  LockData *locks = GetLockStatusData();
+  for (int i = 0; i < locks->nelements; ++i) {
+    const LOCKTAG &tag = locks->locks[i].locktag;
+    if (tag.locktag_type == LOCKTAG_USERLOCK && tag.locktag_field1 == database &&
+        (tag.locktag_field4 & kRegistrationFlag) != 0 && locks->locks[i].holdMask != 0)
+      return true;
+  }
+  return false;
+}
+
 void horizon_subxact_abort(SubTransactionId sub) {
   // The lock manager released the subtransaction's locks; forget them too.
   int kept = 0;

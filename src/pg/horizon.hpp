@@ -20,6 +20,13 @@ int64 allocate_position(const StoreInfo &info);
 // Moves the store's sequence to at least `position` (a plain INSERT brought its own).
 void advance_sequence_to(const StoreInfo &info, int64 position);
 
+// True when the current transaction holds a registration (it appended and may commit events).
+bool horizon_registered();
+
+// True when some transaction of `database` holds a registration (an append is in flight).
+// Plain PostgreSQL code: may ereport, never throws.
+bool appenders_in_flight(Oid database);
+
 void horizon_subxact_abort(SubTransactionId sub);
 void horizon_subxact_commit(SubTransactionId sub, SubTransactionId parent);
 void horizon_xact_end();

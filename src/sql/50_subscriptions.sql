@@ -95,6 +95,8 @@ BEGIN
         RAISE EXCEPTION 'subscription "%" already exists', name USING ERRCODE = 'ES031',
             HINT = 'Pick another name, or es.subscription_drop() the old one first.';
     END IF;
+    -- Subscribers may LISTEN on es.store_channel(store): make sure the relay runs.
+    PERFORM es.relay_start();
 END $$;
 COMMENT ON FUNCTION es.subscription_create(text, regclass, text[], text, bigint) IS
     'Creates a named, checkpointed subscription to a store''s global order';

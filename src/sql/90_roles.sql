@@ -72,3 +72,6 @@ GRANT EXECUTE ON FUNCTION
     es.subscription_create(text, regclass, text[], text, bigint),
     es.subscription_drop(text)
     TO es_admin;
+-- Store notifications (src/sql/95_relay.sql) are assembled after this file and carry their
+-- own REVOKE/GRANT block: es.store_channel, es.listen, es.relay_start, es.relay_status to
+-- es_reader; the relay's internals (es._relay_*) to nobody (the relay runs as superuser).
