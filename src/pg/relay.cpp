@@ -114,23 +114,8 @@ struct StoreState {
   int64 sequence_value;
   int64 head;
   int64 notified;    // last position announced; -1: never seen
-  uint64 generation; // the poll that last looked at it
 };
 HTAB *store_states = nullptr;
-uint64 poll_generation = 0;
-
-// True when every store the last poll looked at had nothing in flight (head = sequence).
-bool stores_settled() {
-  if (store_states == nullptr) return true;
-  HASH_SEQ_STATUS status;
-  hash_seq_init(&status, store_states);
-  bool settled = true;
-  while (auto *state = static_cast<StoreState *>(hash_seq_search(&status)))
-    if (state->generation == poll_generation && state->head != state->sequence_value)
-      settled = false;
-  return settled;
-}
-
 StoreState *store_state(Oid store, Oid position_seq) {
   if (store_states == nullptr) {
     HASHCTL ctl;
@@ -149,7 +134,6 @@ StoreState *store_state(Oid store, Oid position_seq) {
     state->notified = -1;
   }
   if (OidIsValid(position_seq)) state->position_seq = position_seq;
-  state->generation = poll_generation;
   return state;
 }
 
@@ -223,13 +207,16 @@ PollOutcome poll_once() {
     CommitTransactionCommand();
     return PollOutcome::Stop;
   }
+  // Quiet (see es_relay_main): no append or publish in flight in this database, checked
+  // before any horizon is read, and no transaction with an xid running in the cluster when
+  // the snapshot is taken: everything committed so far is then visible to this poll.
+  bool nothing_running = !appenders_in_flight(MyDatabaseId);
   if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pg_eventstore relay: SPI_connect failed");
   Snapshot snapshot = GetTransactionSnapshot();
-  // No transaction with an xid was running: everything committed so far is visible to us.
-  bool nothing_running = snapshot->xcnt == 0 && snapshot->subxcnt == 0 && !snapshot->suboverflowed;
+  nothing_running = nothing_running && snapshot->xcnt == 0 && snapshot->subxcnt == 0 &&
+                    !snapshot->suboverflowed;
   PushActiveSnapshot(snapshot);
   pgstat_report_activity(STATE_RUNNING, kPollSql);
-  ++poll_generation;
   if (SPI_execute(kPollSql, false, 0) != SPI_OK_SELECT)
     elog(ERROR, "pg_eventstore relay: %s failed", kPollSql);
   bool notified = false;
@@ -246,7 +233,7 @@ PollOutcome poll_once() {
     Async_Notify(channel, payload ? payload : "");
     notified = true;
   }
-  bool quiet = !notified && nothing_running && stores_settled();
+  bool quiet = !notified && nothing_running;
   SPI_finish();
   PopActiveSnapshot();
   CommitTransactionCommand();
@@ -316,10 +303,12 @@ void es_relay_main(Datum main_arg) {
   pgstat_report_appname(es::kWorkerType);
   if (!es::claim_relay_lock()) proc_exit(0);
 
-  // A poll that found nothing running and nothing in flight is followed only by polls that
-  // see new WAL: every commit writes a commit record, so while the WAL insert position stands
-  // still nothing can have become visible. (The position is read before the poll's snapshot.)
-  // A full poll still runs every kFullPollInterval, to notice DROP DATABASE.
+  // A quiet poll (nothing announced, nothing in flight or running when it began) is followed
+  // only by polls that see new WAL: a transaction that was not yet visible to it must commit
+  // later, and every commit writes a commit record, so while the WAL insert position (read
+  // before the poll began) stands still, nothing new can be visible. An idle relay thus costs
+  // a latch wake-up per interval. A full poll still runs every kFullPollIntervalMs, to notice
+  // DROP DATABASE.
   TimestampTz last_notified = GetCurrentTimestamp();
   TimestampTz last_full_poll = 0;
   XLogRecPtr quiet_since = InvalidXLogRecPtr;
