@@ -359,6 +359,23 @@ Datum es_relay_start(PG_FUNCTION_ARGS) {
 PG_FUNCTION_INFO_V1(es_relay_interval_ms);
 Datum es_relay_interval_ms(PG_FUNCTION_ARGS) { PG_RETURN_INT32(es::relay_interval_ms); }
 
+// es._relay_lock_store(store) → boolean: takes AccessShareLock on the store for the rest of
+// the poll, so a concurrent es.drop_event_table cannot pull it (and its sequence) away
+// mid-poll; false when the store is being dropped right now or is gone (skip it this time).
+PG_FUNCTION_INFO_V1(es_relay_lock_store);
+Datum es_relay_lock_store(PG_FUNCTION_ARGS) {
+  return es::guarded([&] {
+    Oid store = PG_GETARG_OID(0);
+    bool usable = es::pg_call([&] {
+      if (!ConditionalLockRelationOid(store, AccessShareLock)) return false;
+      if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(store))) return true;
+      UnlockRelationOid(store, AccessShareLock);
+      return false;
+    });
+    return BoolGetDatum(usable);
+  });
+}
+
 // es._relay_may_advance(store, position_seq, sequence_value) → boolean: false when this
 // backend's last poll of the store settled everything up to its sequence's current value
 // (then neither its head nor its newest event can have moved).

@@ -25,6 +25,11 @@ END $$;
 COMMENT ON FUNCTION es.store_channel(regclass) IS
     'The NOTIFY channel of an event table (stable across dump/restore)';
 
+CREATE FUNCTION es._relay_lock_store(store regclass) RETURNS boolean
+    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'es_relay_lock_store';
+COMMENT ON FUNCTION es._relay_lock_store(regclass) IS
+    'Locks a store for a relay poll; false when it is being dropped or gone (internal)';
+
 CREATE FUNCTION es._relay_may_advance(store regclass, position_seq regclass, sequence_value bigint)
 RETURNS boolean
     LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'es_relay_may_advance';
@@ -45,7 +50,7 @@ COMMENT ON FUNCTION es._relay_advance(regclass, bigint, bigint, bigint) IS
 -- but never the newest event, so it is never announced; one that commits is announced at
 -- the first poll after its commit. The state ("announced up to") lives in the calling
 -- backend's memory: each backend polls for itself, a restarted relay announces every
--- non-empty store once. A store whose sequence has not moved since a poll that found
+-- non-empty store once. A store being dropped is skipped, not waited for. A store whose sequence has not moved since a poll that found
 -- nothing in flight is skipped without computing its head.
 CREATE FUNCTION es._relay_poll()
 RETURNS TABLE (channel text, payload text)
@@ -57,6 +62,7 @@ DECLARE
     last_event bigint;
 BEGIN
     FOR s IN SELECT st.store, st.position_seq FROM es._stores st ORDER BY st.store::oid LOOP
+        CONTINUE WHEN NOT es._relay_lock_store(s.store);
         sequence_value := coalesce(pg_sequence_last_value(s.position_seq), 0);
         CONTINUE WHEN NOT es._relay_may_advance(s.store, s.position_seq, sequence_value);
         head := es.head_position(s.store);
@@ -126,6 +132,7 @@ COMMENT ON FUNCTION es.listen(regclass) IS
 -- these functions existed), so it revokes and grants its own; see the note there.
 REVOKE ALL ON FUNCTION
     es.store_channel(regclass),
+    es._relay_lock_store(regclass),
     es._relay_may_advance(regclass, regclass, bigint),
     es._relay_advance(regclass, bigint, bigint, bigint),
     es._relay_poll(),
