@@ -122,7 +122,10 @@ BEGIN
             USING ERRCODE = '42501', HINT = 'Grant SELECT on the store to the caller.';
     END IF;
     EXECUTE format('LISTEN %I', channel);
-    PERFORM es.relay_start();
+    IF NOT es.relay_start() THEN
+        RAISE WARNING 'the notification relay could not start: no free background worker slot'
+            USING HINT = 'Raise max_worker_processes (one relay per database is needed).';
+    END IF;
     RETURN channel;
 END $$;
 COMMENT ON FUNCTION es.listen(regclass) IS
