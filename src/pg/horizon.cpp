@@ -42,18 +42,6 @@ int64 lowest_registration(Oid store) {
   return lowest;
 }
 
-int64 sequence_last_value(Oid seq) {
-  AsExtensionOwner owner;
-  return pg_call([&]() -> int64 {
-    LOCAL_FCINFO(fcinfo, 1);
-    InitFunctionCallInfoData(*fcinfo, nullptr, 1, InvalidOid, nullptr, nullptr);
-    fcinfo->args[0].value = ObjectIdGetDatum(seq);
-    fcinfo->args[0].isnull = false;
-    Datum last = pg_sequence_last_value(fcinfo);
-    return fcinfo->isnull ? 0 : DatumGetInt64(last);
-  });
-}
-
 void take_registration(Oid store, int64 position) {
   if (position > kMaxRegistrablePosition)
     raise("ES023", "global position limit reached",
@@ -77,6 +65,18 @@ void take_registration(Oid store, int64 position) {
 }
 
 }  // namespace
+
+int64 sequence_last_value(Oid seq) {
+  AsExtensionOwner owner;
+  return pg_call([&]() -> int64 {
+    LOCAL_FCINFO(fcinfo, 1);
+    InitFunctionCallInfoData(*fcinfo, nullptr, 1, InvalidOid, nullptr, nullptr);
+    fcinfo->args[0].value = ObjectIdGetDatum(seq);
+    fcinfo->args[0].isnull = false;
+    Datum last = pg_sequence_last_value(fcinfo);
+    return fcinfo->isnull ? 0 : DatumGetInt64(last);
+  });
+}
 
 void register_appender(const StoreInfo &info, int64 explicit_position) {
   int64 held = lowest_registration(info.store);

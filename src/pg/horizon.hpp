@@ -14,6 +14,9 @@ void register_appender(const StoreInfo &info, int64 explicit_position = 0);
 // and visible to a snapshot taken afterwards, or will never become visible.
 int64 safe_horizon(const StoreInfo &info);
 
+// Last value the sequence handed out (0 before the first), read as the extension owner.
+int64 sequence_last_value(Oid seq);
+
 // Next value of the store's position sequence (no privilege check: callers checked).
 int64 allocate_position(const StoreInfo &info);
 

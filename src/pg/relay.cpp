@@ -15,11 +15,14 @@
 //  - an error in a poll is logged and the relay carries on; a crash restarts it after
 //    kRestartSeconds; it exits (and is started again on demand) when the extension is
 //    dropped, when its database is being dropped or renamed (so DROP DATABASE is not held up)
-//    and after pg_eventstore.relay_idle_timeout without anything to notify.
+//    after pg_eventstore.relay_idle_timeout without anything to notify, and when
+//    pg_eventstore.relay is turned off (then it is not started either).
 // With shared_preload_libraries nothing changes: relays start on demand the same way.
 #include "relay.hpp"
 
 #include "horizon.hpp"
+
+#include "../core/limits.hpp"
 
 extern "C" {
 #include "access/xlog.h"
@@ -40,6 +43,7 @@ PGDLLEXPORT void es_relay_main(Datum main_arg);
 
 namespace es {
 
+bool relay_enabled = true;
 int relay_interval_ms = 2;
 int relay_idle_timeout_s = 60;
 
@@ -96,7 +100,7 @@ bool register_relay() {
 
 // Starts a relay unless one runs; true when one runs or was registered.
 bool ensure_relay() {
-  if (!OidIsValid(MyDatabaseId) || RecoveryInProgress()) return false;
+  if (!relay_enabled || !OidIsValid(MyDatabaseId) || RecoveryInProgress()) return false;
   return relay_running() || register_relay();
 }
 
@@ -114,8 +118,19 @@ struct StoreState {
   int64 sequence_value;
   int64 head;
   int64 notified;    // last position announced; -1: never seen
+  SPIPlanPtr newest_event;  // SELECT max(global_position) ... WHERE global_position <= $1
+  bool plan_stale;          // the table changed (e.g. renamed): prepare again
 };
 HTAB *store_states = nullptr;
+
+void invalidate_plans(Datum, Oid relid) {
+  HASH_SEQ_STATUS status;
+  hash_seq_init(&status, store_states);
+  while (auto *state = static_cast<StoreState *>(hash_seq_search(&status)))
+    if (relid == InvalidOid || state->store == relid) state->plan_stale = true;
+}
+
+// The state of `store`, reset when it is new or its oid now names another store.
 StoreState *store_state(Oid store, Oid position_seq) {
   if (store_states == nullptr) {
     HASHCTL ctl;
@@ -123,18 +138,79 @@ StoreState *store_state(Oid store, Oid position_seq) {
     ctl.keysize = sizeof(Oid);
     ctl.entrysize = sizeof(StoreState);
     store_states = hash_create("pg_eventstore relay stores", 16, &ctl, HASH_ELEM | HASH_BLOBS);
+    CacheRegisterRelcacheCallback(invalidate_plans, 0);
   }
   bool found = false;
   auto *state = static_cast<StoreState *>(hash_search(store_states, &store, HASH_ENTER, &found));
-  bool other_store = found && OidIsValid(position_seq) && OidIsValid(state->position_seq) &&
-                     state->position_seq != position_seq;
-  if (!found || other_store) {
-    state->sequence_value = -1;
-    state->head = -1;
-    state->notified = -1;
-  }
-  if (OidIsValid(position_seq)) state->position_seq = position_seq;
+  if (found && state->position_seq == position_seq) return state;
+  if (found && state->newest_event) SPI_freeplan(state->newest_event);
+  state->position_seq = position_seq;
+  state->sequence_value = -1;
+  state->head = -1;
+  state->notified = -1;
+  state->newest_event = nullptr;
+  state->plan_stale = false;
   return state;
+}
+
+// Locks the store (AccessShareLock, to the end of the poll) so that a concurrent
+// es.drop_event_table cannot pull it and its sequence away mid-poll; false when it is being
+// dropped right now or is gone: skip it this time.
+bool lock_store(Oid store) {
+  return pg_call([&] {
+    if (!ConditionalLockRelationOid(store, AccessShareLock)) return false;
+    if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(store))) return true;
+    UnlockRelationOid(store, AccessShareLock);
+    return false;
+  });
+}
+
+// Newest event at or below `head`, read with a snapshot taken now (after the head was
+// computed), so every position at or below the head is settled and visible to it.
+int64 newest_event_upto(StoreState &state, int64 head) {
+  if (state.plan_stale && state.newest_event != nullptr) {
+    pg_call([&] { SPI_freeplan(state.newest_event); });
+    state.newest_event = nullptr;
+  }
+  state.plan_stale = false;
+  if (state.newest_event == nullptr) {
+    const char *table = qualified_name(state.store);
+    if (table == nullptr) raise(sqlstate::kUnknownStore, "event table vanished");
+    Oid types[1] = {INT8OID};
+    state.newest_event = prepare_kept(
+        (std::string("SELECT max(global_position) FROM ") + table +
+         " WHERE global_position <= $1").c_str(),
+        1, types);
+  }
+  return pg_call([&]() -> int64 {
+    Datum values[1] = {Int64GetDatum(head)};
+    if (SPI_execute_snapshot(state.newest_event, values, nullptr, GetLatestSnapshot(),
+                             InvalidSnapshot, true, false, 1) != SPI_OK_SELECT)
+      elog(ERROR, "pg_eventstore relay: newest event query failed");
+    bool isnull = true;
+    Datum newest = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+    return isnull ? 0 : DatumGetInt64(newest);
+  });
+}
+
+// The position to announce for `store` now, or 0. A store whose sequence has not moved since
+// a poll that found its head equal to it is skipped without computing the head: nothing in
+// it can have changed. An append that rolled back moves the head but not the newest event,
+// so it is never announced.
+int64 store_news(Oid store, Oid position_seq) {
+  if (!lock_store(store)) return 0;
+  int64 sequence_value = sequence_last_value(position_seq);
+  StoreState *state = pg_call([&] { return store_state(store, position_seq); });
+  if (state->sequence_value == sequence_value && state->head == sequence_value) return 0;
+  SpiConnection spi;
+  StoreInfo *info = lookup_store(store);
+  int64 head = safe_horizon(*info);
+  int64 newest = newest_event_upto(*state, head);
+  state->sequence_value = sequence_value;
+  state->head = head;
+  if (newest <= 0 || newest <= state->notified) return 0;
+  state->notified = newest;
+  return newest;
 }
 
 // --- The worker ----------------------------------------------------------------------------
@@ -274,6 +350,10 @@ void relay_request() {
 }
 
 void relay_init() {
+  DefineCustomBoolVariable(
+      "pg_eventstore.relay",
+      "Runs the notification relay (store and outbox NOTIFYs); off stops it and keeps it off.",
+      nullptr, &relay_enabled, true, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
   DefineCustomIntVariable(
       "pg_eventstore.relay_interval",
       "How often the notification relay looks for committed appends.", nullptr,
@@ -318,6 +398,7 @@ void es_relay_main(Datum main_arg) {
       ConfigReloadPending = false;
       ProcessConfigFile(PGC_SIGHUP);
     }
+    if (!es::relay_enabled) break;
     XLogRecPtr wal = GetXLogInsertRecPtr();
     TimestampTz now = GetCurrentTimestamp();
     if (quiet_since == InvalidXLogRecPtr || wal != quiet_since ||
@@ -346,7 +427,7 @@ void es_relay_main(Datum main_arg) {
 extern "C" {
 
 // es.relay_start() → boolean: starts this database's relay unless one runs; true when one
-// runs or was registered, false when no background worker slot is free.
+// runs or was registered, false when pg_eventstore.relay is off or no worker slot is free.
 PG_FUNCTION_INFO_V1(es_relay_start);
 Datum es_relay_start(PG_FUNCTION_ARGS) {
   return es::guarded([&] {
@@ -359,52 +440,15 @@ Datum es_relay_start(PG_FUNCTION_ARGS) {
 PG_FUNCTION_INFO_V1(es_relay_interval_ms);
 Datum es_relay_interval_ms(PG_FUNCTION_ARGS) { PG_RETURN_INT32(es::relay_interval_ms); }
 
-// es._relay_lock_store(store) → boolean: takes AccessShareLock on the store for the rest of
-// the poll, so a concurrent es.drop_event_table cannot pull it (and its sequence) away
-// mid-poll; false when the store is being dropped right now or is gone (skip it this time).
-PG_FUNCTION_INFO_V1(es_relay_lock_store);
-Datum es_relay_lock_store(PG_FUNCTION_ARGS) {
+// es._relay_store_news(store, position_seq) → bigint: the position to announce for the store
+// now (its newest event at or below the safe head, when this backend has not announced it
+// yet), or NULL. State is kept in this backend's memory.
+PG_FUNCTION_INFO_V1(es_relay_store_news);
+Datum es_relay_store_news(PG_FUNCTION_ARGS) {
   return es::guarded([&] {
-    Oid store = PG_GETARG_OID(0);
-    bool usable = es::pg_call([&] {
-      if (!ConditionalLockRelationOid(store, AccessShareLock)) return false;
-      if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(store))) return true;
-      UnlockRelationOid(store, AccessShareLock);
-      return false;
-    });
-    return BoolGetDatum(usable);
-  });
-}
-
-// es._relay_may_advance(store, position_seq, sequence_value) → boolean: false when this
-// backend's last poll of the store settled everything up to its sequence's current value
-// (then neither its head nor its newest event can have moved).
-PG_FUNCTION_INFO_V1(es_relay_may_advance);
-Datum es_relay_may_advance(PG_FUNCTION_ARGS) {
-  return es::guarded([&] {
-    Oid store = PG_GETARG_OID(0);
-    Oid seq = PG_GETARG_OID(1);
-    int64 value = PG_GETARG_INT64(2);
-    auto *state = es::pg_call([&] { return es::store_state(store, seq); });
-    bool settled = state->sequence_value == value && state->head == value;
-    return BoolGetDatum(!settled);
-  });
-}
-
-// es._relay_advance(store, sequence_value, head, last_event) → boolean: records this poll of
-// the store; true when last_event (the newest event at or below the head) is past what this
-// backend announced before, i.e. a notification is due.
-PG_FUNCTION_INFO_V1(es_relay_advance);
-Datum es_relay_advance(PG_FUNCTION_ARGS) {
-  return es::guarded([&] {
-    Oid store = PG_GETARG_OID(0);
-    auto *state = es::pg_call([&] { return es::store_state(store, InvalidOid); });
-    state->sequence_value = PG_GETARG_INT64(1);
-    state->head = PG_GETARG_INT64(2);
-    int64 last_event = PG_GETARG_INT64(3);
-    bool due = last_event > 0 && last_event > state->notified;
-    if (last_event > state->notified) state->notified = last_event;
-    return BoolGetDatum(due);
+    int64 news = es::store_news(PG_GETARG_OID(0), PG_GETARG_OID(1));
+    if (news <= 0) PG_RETURN_NULL();
+    return Int64GetDatum(news);
   });
 }
 

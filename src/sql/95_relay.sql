@@ -25,22 +25,10 @@ END $$;
 COMMENT ON FUNCTION es.store_channel(regclass) IS
     'The NOTIFY channel of an event table (stable across dump/restore)';
 
-CREATE FUNCTION es._relay_lock_store(store regclass) RETURNS boolean
-    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'es_relay_lock_store';
-COMMENT ON FUNCTION es._relay_lock_store(regclass) IS
-    'Locks a store for a relay poll; false when it is being dropped or gone (internal)';
-
-CREATE FUNCTION es._relay_may_advance(store regclass, position_seq regclass, sequence_value bigint)
-RETURNS boolean
-    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'es_relay_may_advance';
-COMMENT ON FUNCTION es._relay_may_advance(regclass, regclass, bigint) IS
-    'False when this backend''s last relay poll settled the store up to this sequence value (internal)';
-
-CREATE FUNCTION es._relay_advance(store regclass, sequence_value bigint, head bigint, last_event bigint)
-RETURNS boolean
-    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'es_relay_advance';
-COMMENT ON FUNCTION es._relay_advance(regclass, bigint, bigint, bigint) IS
-    'Records a relay poll of a store; true when its newest settled event is new to this backend (internal)';
+CREATE FUNCTION es._relay_store_news(store regclass, position_seq regclass) RETURNS bigint
+    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'es_relay_store_news';
+COMMENT ON FUNCTION es._relay_store_news(regclass, regclass) IS
+    'Position to announce for a store now, or NULL; state kept in this backend (internal)';
 
 -- What the relay must announce now: one row per store whose newest event at or below the
 -- safe head is past what this backend announced before (payload: that position), then the
@@ -50,27 +38,21 @@ COMMENT ON FUNCTION es._relay_advance(regclass, bigint, bigint, bigint) IS
 -- but never the newest event, so it is never announced; one that commits is announced at
 -- the first poll after its commit. The state ("announced up to") lives in the calling
 -- backend's memory: each backend polls for itself, a restarted relay announces every
--- non-empty store once. A store being dropped is skipped, not waited for. A store whose sequence has not moved since a poll that found
--- nothing in flight is skipped without computing its head.
+-- non-empty store once. A store being dropped is skipped, not waited for; one whose
+-- sequence has not moved since a poll that found nothing in flight is skipped without
+-- computing its head.
 CREATE FUNCTION es._relay_poll()
 RETURNS TABLE (channel text, payload text)
     LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     s record;
-    sequence_value bigint;
-    head bigint;
-    last_event bigint;
+    news bigint;
 BEGIN
     FOR s IN SELECT st.store, st.position_seq FROM es._stores st ORDER BY st.store::oid LOOP
-        CONTINUE WHEN NOT es._relay_lock_store(s.store);
-        sequence_value := coalesce(pg_sequence_last_value(s.position_seq), 0);
-        CONTINUE WHEN NOT es._relay_may_advance(s.store, s.position_seq, sequence_value);
-        head := es.head_position(s.store);
-        EXECUTE format('SELECT max(global_position) FROM %s WHERE global_position <= $1',
-                       s.store) INTO last_event USING head;
-        IF es._relay_advance(s.store, sequence_value, head, coalesce(last_event, 0)) THEN
+        news := es._relay_store_news(s.store, s.position_seq);
+        IF news IS NOT NULL THEN
             channel := es.store_channel(s.store);
-            payload := last_event::text;
+            payload := news::text;
             RETURN NEXT;
         END IF;
     END LOOP;
@@ -82,7 +64,7 @@ COMMENT ON FUNCTION es._relay_poll() IS
     'Notifications due since this backend''s last poll: (channel, payload) rows for the relay (internal)';
 
 -- Starts this database's relay unless one runs. Returns true when one runs or was started,
--- false when no background worker slot is free (raise max_worker_processes).
+-- false when pg_eventstore.relay is off or no background worker slot is free.
 CREATE FUNCTION es.relay_start() RETURNS boolean
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'es_relay_start';
 COMMENT ON FUNCTION es.relay_start() IS
@@ -123,8 +105,9 @@ BEGIN
     END IF;
     EXECUTE format('LISTEN %I', channel);
     IF NOT es.relay_start() THEN
-        RAISE WARNING 'the notification relay could not start: no free background worker slot'
-            USING HINT = 'Raise max_worker_processes (one relay per database is needed).';
+        RAISE WARNING 'the notification relay is not running'
+            USING DETAIL = 'pg_eventstore.relay is off, or no background worker slot is free.',
+                  HINT = 'Raise max_worker_processes (one relay per database is needed).';
     END IF;
     RETURN channel;
 END $$;
@@ -135,9 +118,7 @@ COMMENT ON FUNCTION es.listen(regclass) IS
 -- these functions existed), so it revokes and grants its own; see the note there.
 REVOKE ALL ON FUNCTION
     es.store_channel(regclass),
-    es._relay_lock_store(regclass),
-    es._relay_may_advance(regclass, regclass, bigint),
-    es._relay_advance(regclass, bigint, bigint, bigint),
+    es._relay_store_news(regclass, regclass),
     es._relay_poll(),
     es._relay_interval_ms(),
     es.relay_start(),
