@@ -12,10 +12,11 @@
 //    kRelayLockFlag; horizon registrations use the 0x8000 flag and a store oid, so they never
 //    meet it); a starter that can take that lock knows none runs, releases it and registers
 //    a worker; a duplicate worker finds the lock taken and exits;
-//  - an error in a poll is logged and the relay carries on; a crash restarts it after
-//    kRestartSeconds; it exits (and is started again on demand) when the extension is
-//    dropped, when its database is being dropped or renamed (so DROP DATABASE is not held up)
-//    after pg_eventstore.relay_idle_timeout without anything to notify, and when
+//  - an error in a poll is logged and the relay carries on; if it dies otherwise, the
+//    postmaster restarts it after kRestartSeconds;
+//  - it exits (and is started again on demand) when the extension is dropped, when its
+//    database is being dropped or renamed (so DROP DATABASE is not held up), after
+//    pg_eventstore.relay_idle_timeout without anything to notify, and when
 //    pg_eventstore.relay is turned off (then it is not started either).
 // With shared_preload_libraries nothing changes: relays start on demand the same way.
 #include "relay.hpp"
