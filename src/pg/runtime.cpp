@@ -138,7 +138,7 @@ StoreInfo *lookup_store(Oid store) {
         ("INSERT INTO " + t +
          " (global_position, stream_id, stream_version, event_id, event_type, data, metadata)"
          " VALUES ($1, $2, $3, $4, $5, $6, $7)"
-         " ON CONFLICT (stream_id, stream_version) DO NOTHING")
+         " ON CONFLICT DO NOTHING")
             .c_str(),
         7, types);
   }

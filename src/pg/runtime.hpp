@@ -11,7 +11,7 @@ struct StoreInfo {
   Oid position_seq;     // the table's global_position sequence
   bool valid;
   SPIPlanPtr last_version;    // SELECT newest stream_version of a stream
-  SPIPlanPtr insert_event;    // INSERT ... ON CONFLICT (stream_id, stream_version) DO NOTHING
+  SPIPlanPtr insert_event;    // INSERT ... ON CONFLICT DO NOTHING (run as the caller)
   SPIPlanPtr read_all;        // the global-order page query
 };
 
