@@ -9,6 +9,9 @@ namespace {
 HTAB *store_cache = nullptr;
 int append_depth = 0;
 int rewrite_depth = 0;
+int owner_depth = 0;
+Oid outer_user = InvalidOid;
+int outer_context = 0;
 Oid owner_namespace = InvalidOid;
 Oid owner_role = InvalidOid;
 
@@ -161,9 +164,25 @@ AsExtensionOwner::AsExtensionOwner() {
   GetUserIdAndSecContext(&saved_user_, &saved_context_);
   Oid owner = pg_call([] { return extension_owner(); });
   SetUserIdAndSecContext(owner, saved_context_ | SECURITY_LOCAL_USERID_CHANGE);
+  if (owner_depth++ == 0) {
+    outer_user = saved_user_;
+    outer_context = saved_context_;
+  }
 }
 
-AsExtensionOwner::~AsExtensionOwner() { SetUserIdAndSecContext(saved_user_, saved_context_); }
+AsExtensionOwner::~AsExtensionOwner() {
+  --owner_depth;
+  SetUserIdAndSecContext(saved_user_, saved_context_);
+}
+
+void caller_identity(Oid *user, int *context) {
+  if (owner_depth > 0) {
+    *user = outer_user;
+    *context = outer_context;
+  } else {
+    GetUserIdAndSecContext(user, context);
+  }
+}
 
 AppendScope::AppendScope() { ++append_depth; }
 AppendScope::~AppendScope() { --append_depth; }
@@ -177,6 +196,7 @@ bool rewrite_allowed() { return rewrite_depth > 0; }
 void reset_scopes() {
   append_depth = 0;
   rewrite_depth = 0;
+  owner_depth = 0;
 }
 
 SpiConnection::SpiConnection() {

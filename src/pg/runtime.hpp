@@ -42,6 +42,11 @@ class AsExtensionOwner {
   int saved_context_;
 };
 
+// The identity the backend had before the outermost live AsExtensionOwner switched it (the
+// current one when none is live): code that runs user functions on the caller's behalf, such
+// as inline projection handlers fired inside es.append, switches back to it.
+void caller_identity(Oid *user, int *context);
+
 // Marks the current backend as inside es.append (the insert guard lets its rows through).
 class AppendScope {
  public:
