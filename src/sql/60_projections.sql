@@ -268,7 +268,7 @@ COMMENT ON FUNCTION es._projection_progress(text) IS
 CREATE FUNCTION es._projection_refresh_matview(p es._projections, head bigint) RETURNS bigint
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    concurrently boolean;
+    use_concurrently boolean;
     covered bigint;
     message text;
     state text;
@@ -276,7 +276,7 @@ BEGIN
     IF head <= p.position THEN
         RETURN 0;
     END IF;
-    concurrently := p.refresh_concurrently
+    use_concurrently := p.refresh_concurrently
         AND (SELECT c.relispopulated FROM pg_class c WHERE c.oid = p.matview)
         AND EXISTS (SELECT 1 FROM pg_index i
                      WHERE i.indrelid = p.matview AND i.indisunique AND i.indisvalid
@@ -284,7 +284,7 @@ BEGIN
     SELECT b.events INTO covered
       FROM es._projection_backlog(p.store, p.position, head, NULL, NULL) b;
     BEGIN
-        IF concurrently THEN
+        IF use_concurrently THEN
             EXECUTE format('REFRESH MATERIALIZED VIEW CONCURRENTLY %s', p.matview);
         ELSE
             EXECUTE format('REFRESH MATERIALIZED VIEW %s', p.matview);
