@@ -179,6 +179,36 @@ SELECT pg_temp.outcome(s) FROM (VALUES
     ($$SELECT es.projection_reset('orders')$$),
     ($$SELECT es.projection_refresh(max_events => -1)$$)) AS t(s);
 
+-- Nested calls keep their own caller: a SECURITY DEFINER handler that appends to another store
+-- makes that store's inline handlers run as the definer, not as the original appender.
+SELECT es.create_event_table('public.audit_events');
+CREATE TABLE audit_log (stream_id text, written_by name);
+CREATE FUNCTION audit_apply(e es.event) RETURNS void LANGUAGE sql AS
+    $$ INSERT INTO audit_log VALUES (e.stream_id, current_user) $$;
+SELECT es.projection_create('audit', 'audit_apply(es.event)', 'audit_events', mode => 'inline');
+CREATE ROLE regress_proj_auditor;
+GRANT es_writer TO regress_proj_auditor;
+GRANT INSERT, SELECT ON audit_events TO regress_proj_auditor;
+GRANT INSERT ON audit_log TO regress_proj_auditor;
+CREATE FUNCTION forward_to_audit(e es.event) RETURNS void LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = public, pg_catalog AS $$
+BEGIN
+    PERFORM es.append('audit-' || e.stream_id, NULL,
+                      jsonb_build_array(jsonb_build_object('type', 'Seen')), store => 'audit_events');
+END $$;
+ALTER FUNCTION forward_to_audit(es.event) OWNER TO regress_proj_auditor;
+SELECT es.projection_create('forward', 'forward_to_audit(es.event)', 'shop_events',
+                            stream_prefix => 'audited-', mode => 'inline');
+SET ROLE regress_proj_appender;
+SELECT last_position FROM es.append('audited-1', 0, '[{"type": "Noted"}]', store => 'shop_events');
+RESET ROLE;
+SELECT * FROM audit_log;
+SELECT es.projection_drop('forward');
+SELECT es.drop_event_table('audit_events');
+DROP TABLE audit_log;
+DROP FUNCTION audit_apply(es.event), forward_to_audit(es.event);
+DROP ROLE regress_proj_auditor;
+
 -- Dropping the last inline projection removes the trigger; dropping the store drops the rest.
 SELECT es.projection_drop('orders');
 SELECT count(*) AS inline_triggers FROM pg_trigger

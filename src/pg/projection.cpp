@@ -60,22 +60,6 @@ void call_void(FmgrInfo *flinfo, Datum arg) {
   (void)FunctionCallInvoke(fc);
 }
 
-// Runs the enclosed work as the given identity; restores the current one afterwards.
-class IdentityScope {
- public:
-  IdentityScope(Oid user, int context) {
-    GetUserIdAndSecContext(&saved_user_, &saved_context_);
-    SetUserIdAndSecContext(user, context);
-  }
-  ~IdentityScope() { SetUserIdAndSecContext(saved_user_, saved_context_); }
-  IdentityScope(const IdentityScope &) = delete;
-  IdentityScope &operator=(const IdentityScope &) = delete;
-
- private:
-  Oid saved_user_;
-  int saved_context_;
-};
-
 // The inline handlers of `store` whose filters match the row, in projection name order
 // (palloc'd array; *count set). Runs as the extension owner: the registry is not public.
 Oid *matching_inline_handlers(Oid store, Datum event_type, Datum stream_id, int *count) {
@@ -143,10 +127,6 @@ Datum es_projection_inline(PG_FUNCTION_ARGS) {
       es::raise("39P01", "es._projection_inline must fire AFTER INSERT FOR EACH ROW");
     Relation rel = td->tg_relation;
     HeapTuple row = td->tg_trigtuple;
-    Oid caller;
-    int caller_context;
-    es::caller_identity(&caller, &caller_context);
-
     es::SpiConnection spi;
     TupleDesc desc = RelationGetDescr(rel);
     Datum type = es::pg_call([&] {
@@ -162,9 +142,9 @@ Datum es_projection_inline(PG_FUNCTION_ARGS) {
     if (count == 0) return PointerGetDatum(row);
 
     Datum event = es::event_from_row(rel, row, es::event_type_oid());
-    es::IdentityScope as_caller(caller, caller_context);
+    es::AsCaller as_caller;
     for (int i = 0; i < count; ++i) {
-      es::require_execute(handlers[i], caller, "projection handler");
+      es::require_execute(handlers[i], as_caller.user(), "projection handler");
       es::pg_call([&] {
         FmgrInfo flinfo;
         fmgr_info(handlers[i], &flinfo);

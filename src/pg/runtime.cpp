@@ -9,9 +9,7 @@ namespace {
 HTAB *store_cache = nullptr;
 int append_depth = 0;
 int rewrite_depth = 0;
-int owner_depth = 0;
-Oid outer_user = InvalidOid;
-int outer_context = 0;
+CallerFrame caller_frame = {false, InvalidOid, 0};
 Oid owner_namespace = InvalidOid;
 Oid owner_role = InvalidOid;
 
@@ -164,24 +162,31 @@ AsExtensionOwner::AsExtensionOwner() {
   GetUserIdAndSecContext(&saved_user_, &saved_context_);
   Oid owner = pg_call([] { return extension_owner(); });
   SetUserIdAndSecContext(owner, saved_context_ | SECURITY_LOCAL_USERID_CHANGE);
-  if (owner_depth++ == 0) {
-    outer_user = saved_user_;
-    outer_context = saved_context_;
-  }
+  saved_frame_ = caller_frame;
+  if (!caller_frame.owner_active) caller_frame = CallerFrame{true, saved_user_, saved_context_};
 }
 
 AsExtensionOwner::~AsExtensionOwner() {
-  --owner_depth;
+  caller_frame = saved_frame_;
   SetUserIdAndSecContext(saved_user_, saved_context_);
 }
 
-void caller_identity(Oid *user, int *context) {
-  if (owner_depth > 0) {
-    *user = outer_user;
-    *context = outer_context;
-  } else {
-    GetUserIdAndSecContext(user, context);
+AsCaller::AsCaller() {
+  GetUserIdAndSecContext(&saved_user_, &saved_context_);
+  saved_frame_ = caller_frame;
+  int context = saved_context_;
+  user_ = saved_user_;
+  if (caller_frame.owner_active) {
+    user_ = caller_frame.user;
+    context = caller_frame.context;
   }
+  caller_frame.owner_active = false;
+  SetUserIdAndSecContext(user_, context);
+}
+
+AsCaller::~AsCaller() {
+  caller_frame = saved_frame_;
+  SetUserIdAndSecContext(saved_user_, saved_context_);
 }
 
 AppendScope::AppendScope() { ++append_depth; }
@@ -196,7 +201,7 @@ bool rewrite_allowed() { return rewrite_depth > 0; }
 void reset_scopes() {
   append_depth = 0;
   rewrite_depth = 0;
-  owner_depth = 0;
+  caller_frame = CallerFrame{false, InvalidOid, 0};
 }
 
 SpiConnection::SpiConnection() {
