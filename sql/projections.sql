@@ -93,15 +93,23 @@ SELECT position, head, lag_events, last_error, failed_position
 -- Still stuck on the same event, however often it is retried.
 SELECT es.projection_refresh() AS processed_by_refresh_all;
 SELECT position, failed_position FROM es.projections WHERE name = 'customer_summary';
+-- max_events => 0 applies nothing and keeps the record.
+SELECT es.projection_refresh('customer_summary', max_events => 0) AS processed;
+SELECT position, last_error FROM es.projections WHERE name = 'customer_summary';
 
--- Fix the handler (negative totals are refunds now) and rebuild from scratch: the reset
--- handler empties the read model, and every event is applied once more in this transaction.
+-- Fix the handler (negative totals are refunds now): the next refresh carries on from the
+-- checkpoint, applies the failed event and clears the error.
 CREATE OR REPLACE FUNCTION summary_apply(e es.event) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO customer_summary VALUES (e.data->>'customer', 1, abs((e.data->>'total')::numeric))
     ON CONFLICT (customer) DO UPDATE
         SET orders = customer_summary.orders + 1, spent = customer_summary.spent + excluded.spent;
 END $$;
+SELECT es.projection_refresh('customer_summary') AS processed;
+SELECT position, head, last_error, failed_position FROM es.projections WHERE name = 'customer_summary';
+SELECT * FROM customer_summary ORDER BY customer;
+-- A rebuild starts from scratch: the reset handler empties the read model and every event is
+-- applied once more, in this transaction; the result is the same read model.
 SELECT es.projection_rebuild('customer_summary') AS rebuilt;
 SELECT * FROM customer_summary ORDER BY customer;
 SELECT position, head, lag_events, last_error FROM es.projections WHERE name = 'customer_summary';

@@ -319,7 +319,8 @@ COMMENT ON FUNCTION es._projection_refresh_matview(es._projections, bigint) IS
 -- a time inside one subtransaction; when a chunk fails it is replayed one event per
 -- subtransaction to find the failing event: the events before it stay applied, the checkpoint
 -- stops just before it, the error is recorded in last_error and reported as a WARNING.
-CREATE FUNCTION es._projection_refresh_one(name text, max_events bigint) RETURNS bigint
+CREATE FUNCTION es._projection_refresh_one(name text, max_events bigint,
+                                            missing_ok boolean DEFAULT false) RETURNS bigint
     LANGUAGE plpgsql AS $$
 DECLARE
     chunk_size constant int := 500;
@@ -335,7 +336,15 @@ DECLARE
     state text;
     detail text;
 BEGIN
-    p := es._projection_get(name, true);
+    IF missing_ok THEN
+        -- refresh-all: a projection dropped since the list was read is skipped
+        SELECT * INTO p FROM es._projections r WHERE r.name = _projection_refresh_one.name FOR UPDATE;
+        IF NOT FOUND THEN
+            RETURN 0;
+        END IF;
+    ELSE
+        p := es._projection_get(name, true);
+    END IF;
     head := es.head_position(p.store);
     IF p.mode = 'matview' THEN
         RETURN es._projection_refresh_matview(p, head);
@@ -400,14 +409,18 @@ BEGIN
                                        ELSE ': ' || detail END),
                   HINT = 'The checkpoint stays before this event; fix the handler and refresh again.';
     ELSE
+        -- The error is cleared once the checkpoint has passed the event that failed (a call
+        -- with max_events => 0 does not retry it, so it keeps the record).
         UPDATE es._projections r
-           SET position = p.position, last_error = NULL, failed_position = NULL,
-               last_error_at = NULL, refreshed_at = pg_catalog.now()
+           SET position = p.position, refreshed_at = pg_catalog.now(),
+               last_error = CASE WHEN p.position >= r.failed_position THEN NULL ELSE r.last_error END,
+               last_error_at = CASE WHEN p.position >= r.failed_position THEN NULL ELSE r.last_error_at END,
+               failed_position = CASE WHEN p.position >= r.failed_position THEN NULL ELSE r.failed_position END
          WHERE r.name = p.name;
     END IF;
     RETURN processed;
 END $$;
-COMMENT ON FUNCTION es._projection_refresh_one(text, bigint) IS
+COMMENT ON FUNCTION es._projection_refresh_one(text, bigint, boolean) IS
     'Refreshes one async or matview projection (internal; see es.projection_refresh)';
 
 -- Brings one projection (name) or every async and matview projection (NULL, in name order)
@@ -430,7 +443,7 @@ BEGIN
     FOR one IN SELECT r.name FROM es._projections r WHERE r.mode IN ('async', 'matview')
                 ORDER BY r.name LOOP
         EXIT WHEN max_events IS NOT NULL AND total >= max_events;
-        total := total + es._projection_refresh_one(one, max_events - total);
+        total := total + es._projection_refresh_one(one, max_events - total, true);
     END LOOP;
     RETURN total;
 END $$;

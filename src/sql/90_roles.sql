@@ -80,7 +80,7 @@ GRANT EXECUTE ON FUNCTION
     es._projection_sync_trigger(regclass),
     es._projection_backlog(regclass, bigint, bigint, text[], text),
     es._projection_refresh_matview(es._projections, bigint),
-    es._projection_refresh_one(text, bigint),
+    es._projection_refresh_one(text, bigint, boolean),
     es._projection_call_reset(regprocedure),
     es._projection_pause_appends(regclass),
     es._call_handler(regprocedure, es.event[])
