@@ -67,7 +67,7 @@ Oid *matching_inline_handlers(Oid store, Datum event_type, Datum stream_id, int 
   if (plan == nullptr) {
     Oid types[3] = {OIDOID, TEXTOID, TEXTOID};
     plan = prepare_kept(
-        "SELECT handler::pg_catalog.oid FROM es._projections"
+        "SELECT handler::pg_catalog.regprocedure::pg_catalog.oid FROM es._projections"
         " WHERE store::pg_catalog.oid = $1 AND mode = 'inline'"
         " AND (event_types IS NULL OR $2 = ANY (event_types))"
         " AND (stream_prefix IS NULL OR pg_catalog.starts_with($3, stream_prefix))"

@@ -4,14 +4,17 @@
 -- Handlers run with the caller's rights: the appender's for inline projections, the
 -- refresher's for async ones. Nothing here runs user code as the extension owner.
 
--- One row per projection. `position` is the async checkpoint (every event at or below it has
+-- One row per projection. Handlers are kept as their signature text (schema-qualified, as
+-- es._procedure_name prints it), not as regprocedure: pg_upgrade refuses clusters with
+-- regprocedure columns in user tables, and the text dumps and restores by name alike.
+-- `position` is the async checkpoint (every event at or below it has
 -- been applied) or, for a matview, the head it was last refreshed at; inline ones keep 0.
 CREATE TABLE es._projections (
     name                 text PRIMARY KEY CHECK (name <> ''),
     store                regclass NOT NULL REFERENCES es._stores ON DELETE CASCADE,
     mode                 text NOT NULL CHECK (mode IN ('inline', 'async', 'matview')),
-    handler              regprocedure,
-    reset_handler        regprocedure,
+    handler              text,
+    reset_handler        text,
     matview              regclass,
     refresh_concurrently boolean NOT NULL DEFAULT true,
     event_types          text[],
@@ -28,6 +31,13 @@ CREATE TABLE es._projections (
 CREATE INDEX ON es._projections (store) WHERE mode = 'inline';
 COMMENT ON TABLE es._projections IS 'Registry and checkpoints of projections (internal)';
 SELECT pg_catalog.pg_extension_config_dump('es._projections', '');
+
+-- The canonical, schema-qualified signature text of a function, as stored in the registries.
+CREATE FUNCTION es._procedure_name(fn regprocedure) RETURNS text
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS
+    'SELECT $1::pg_catalog.text';
+COMMENT ON FUNCTION es._procedure_name(regprocedure) IS
+    'Schema-qualified signature text of a function, as stored in the registries (internal)';
 
 -- The C++ pieces (src/pg/projection.cpp).
 CREATE FUNCTION es._projection_inline() RETURNS trigger
@@ -157,7 +167,8 @@ BEGIN
     END IF;
     INSERT INTO es._projections AS p (name, store, mode, handler, reset_handler, event_types, stream_prefix)
         VALUES (projection_create.name, projection_create.store, projection_create.mode,
-                projection_create.handler, projection_create.reset_handler,
+                es._procedure_name(projection_create.handler),
+                es._procedure_name(projection_create.reset_handler),
                 projection_create.event_types, projection_create.stream_prefix)
         ON CONFLICT ON CONSTRAINT _projections_pkey DO NOTHING;
     IF NOT FOUND THEN
@@ -366,12 +377,12 @@ BEGIN
             EXIT;
         END IF;
         BEGIN
-            PERFORM es._call_handler(p.handler, events);
+            PERFORM es._call_handler(p.handler::regprocedure, events);
         EXCEPTION WHEN OTHERS THEN
             -- Find the failing event: replay one event per subtransaction.
             FOR i IN 1 .. got LOOP
                 BEGIN
-                    PERFORM es._call_handler(p.handler, ARRAY[events[i]]);
+                    PERFORM es._call_handler(p.handler::regprocedure, ARRAY[events[i]]);
                 EXCEPTION WHEN OTHERS THEN
                     GET STACKED DIAGNOSTICS message = MESSAGE_TEXT, state = RETURNED_SQLSTATE,
                                             detail = PG_EXCEPTION_DETAIL;
@@ -451,7 +462,7 @@ COMMENT ON FUNCTION es.projection_refresh(text, int) IS
     'Applies the events since its checkpoint to one (or every) async projection; returns how many';
 
 -- Runs a projection's reset handler (fn() → void) as the caller; nothing when NULL.
-CREATE FUNCTION es._projection_call_reset(fn regprocedure) RETURNS void
+CREATE FUNCTION es._projection_call_reset(fn text) RETURNS void
     LANGUAGE plpgsql AS $$
 DECLARE
     call text;
@@ -461,13 +472,10 @@ BEGIN
     END IF;
     SELECT pg_catalog.format('SELECT %I.%I()', n.nspname, f.proname) INTO call
       FROM pg_catalog.pg_proc f JOIN pg_catalog.pg_namespace n ON n.oid = f.pronamespace
-     WHERE f.oid = fn;
-    IF call IS NULL THEN
-        RAISE EXCEPTION 'the reset handler (OID %) no longer exists', fn::oid USING ERRCODE = 'ES053';
-    END IF;
+     WHERE f.oid = fn::regprocedure;
     EXECUTE call;
 END $$;
-COMMENT ON FUNCTION es._projection_call_reset(regprocedure) IS
+COMMENT ON FUNCTION es._projection_call_reset(text) IS
     'Runs a projection''s reset handler as the caller (internal)';
 
 -- Puts an async or matview projection's checkpoint back to 0 and runs its reset handler.
@@ -515,7 +523,7 @@ BEGIN
           FROM es.read_all(after, 1000, p.event_types, p.stream_prefix, p.store) e
          WHERE e.global_position <= head;
         EXIT WHEN events IS NULL;
-        total := total + es._call_handler(p.handler, events);
+        total := total + es._call_handler(p.handler::regprocedure, events);
         after := events[pg_catalog.cardinality(events)].global_position;
     END LOOP;
     RETURN total;

@@ -1,13 +1,14 @@
 -- State, snapshots, time travel (API.md §7): fold a stream with a reducer, starting from the
 -- newest usable snapshot. Reducers run with the caller's rights; the events are read with them.
 
--- Saved states of streams. reducer 0 ('-') marks a snapshot saved without a reducer, which
--- every reducer may use. Row-level security: a snapshot is visible to roles that may read its
+-- Saved states of streams. reducer is the reducer's signature text (es._procedure_name; text,
+-- not regprocedure, so pg_upgrade accepts the table); '' marks a snapshot saved without a
+-- reducer, which every reducer may use. Row-level security: a snapshot is visible to roles that may read its
 -- store, and written by roles that may append to it.
 CREATE TABLE es._snapshots (
     store     regclass NOT NULL REFERENCES es._stores ON DELETE CASCADE,
     stream_id text NOT NULL,
-    reducer   regprocedure NOT NULL DEFAULT 0,
+    reducer   text NOT NULL DEFAULT '',
     version   bigint NOT NULL CHECK (version >= 1),
     state     jsonb NOT NULL,
     saved_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -75,7 +76,7 @@ BEGIN
     END IF;
     INSERT INTO es._snapshots AS s (store, stream_id, reducer, version, state)
         VALUES (snapshot_save.store, snapshot_save.stream_id,
-                coalesce(snapshot_save.reducer, 0::oid::regprocedure),
+                coalesce(es._procedure_name(snapshot_save.reducer), ''),
                 snapshot_save.version, snapshot_save.state)
         ON CONFLICT ON CONSTRAINT _snapshots_pkey
         DO UPDATE SET state = excluded.state, saved_at = excluded.saved_at;
@@ -91,8 +92,8 @@ CREATE FUNCTION es._snapshot_find(stream_id text, store regclass, reducer regpro
     SELECT s.version, s.state
       FROM es._snapshots s
      WHERE s.store = $2 AND s.stream_id = $1 AND s.version <= $4
-       AND s.reducer::oid IN (coalesce($3::oid, 0), 0)
-     ORDER BY s.version DESC, s.reducer::oid = 0
+       AND s.reducer IN (coalesce(es._procedure_name($3), ''), '')
+     ORDER BY s.version DESC, s.reducer = ''
      LIMIT 1
 $$;
 COMMENT ON FUNCTION es._snapshot_find(text, regclass, regprocedure, bigint) IS

@@ -81,7 +81,8 @@ GRANT EXECUTE ON FUNCTION
     es._projection_backlog(regclass, bigint, bigint, text[], text),
     es._projection_refresh_matview(es._projections, bigint),
     es._projection_refresh_one(text, bigint, boolean),
-    es._projection_call_reset(regprocedure),
+    es._projection_call_reset(text),
+    es._procedure_name(regprocedure),
     es._projection_pause_appends(regclass),
     es._call_handler(regprocedure, es.event[])
     TO es_admin;
@@ -91,6 +92,7 @@ GRANT INSERT, UPDATE ON es._snapshots TO es_writer;
 GRANT EXECUTE ON FUNCTION
     es._check_function(regprocedure, regtype[], regtype, text, text),
     es._check_reducer(regprocedure),
+    es._procedure_name(regprocedure),
     es._snapshot_find(text, regclass, regprocedure, bigint),
     es._fold_stream(regprocedure, jsonb, text, bigint, bigint, regclass),
     es.aggregate_state(text, regprocedure, jsonb, bigint, timestamptz, regclass, boolean),
