@@ -10,6 +10,7 @@ HTAB *store_cache = nullptr;
 Oid append_store = InvalidOid;  // the store es.append is inserting into now
 int append_trigger_depth = 0;   // pg_trigger_depth() where that INSERT runs
 int rewrite_depth = 0;
+CallerFrame caller_frame = {false, InvalidOid, 0};
 Oid owner_namespace = InvalidOid;
 Oid owner_role = InvalidOid;
 
@@ -162,9 +163,32 @@ AsExtensionOwner::AsExtensionOwner() {
   GetUserIdAndSecContext(&saved_user_, &saved_context_);
   Oid owner = pg_call([] { return extension_owner(); });
   SetUserIdAndSecContext(owner, saved_context_ | SECURITY_LOCAL_USERID_CHANGE);
+  saved_frame_ = caller_frame;
+  if (!caller_frame.owner_active) caller_frame = CallerFrame{true, saved_user_, saved_context_};
 }
 
-AsExtensionOwner::~AsExtensionOwner() { SetUserIdAndSecContext(saved_user_, saved_context_); }
+AsExtensionOwner::~AsExtensionOwner() {
+  caller_frame = saved_frame_;
+  SetUserIdAndSecContext(saved_user_, saved_context_);
+}
+
+AsCaller::AsCaller() {
+  GetUserIdAndSecContext(&saved_user_, &saved_context_);
+  saved_frame_ = caller_frame;
+  int context = saved_context_;
+  user_ = saved_user_;
+  if (caller_frame.owner_active) {
+    user_ = caller_frame.user;
+    context = caller_frame.context;
+  }
+  caller_frame.owner_active = false;
+  SetUserIdAndSecContext(user_, context);
+}
+
+AsCaller::~AsCaller() {
+  caller_frame = saved_frame_;
+  SetUserIdAndSecContext(saved_user_, saved_context_);
+}
 
 AsUser::AsUser(Oid user, int security_context) {
   GetUserIdAndSecContext(&saved_user_, &saved_context_);
@@ -203,6 +227,7 @@ void reset_scopes() {
   append_store = InvalidOid;
   append_trigger_depth = 0;
   rewrite_depth = 0;
+  caller_frame = CallerFrame{false, InvalidOid, 0};
 }
 
 SpiConnection::SpiConnection() {

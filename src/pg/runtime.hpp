@@ -28,6 +28,14 @@ SPIPlanPtr prepare_kept(const char *sql, int nargs, Oid *types);
 // The same, for a plan that lives only until SPI_finish.
 SPIPlanPtr prepare_fixed(const char *sql, int nargs, Oid *types);
 
+// Whose call the backend is serving: while an AsExtensionOwner is active, the identity it
+// replaced (the caller); AsCaller switches back to it.
+struct CallerFrame {
+  bool owner_active;
+  Oid user;
+  int context;
+};
+
 // Runs the enclosed work as the owner of schema `es` (the extension owner) and restores the
 // caller's identity afterwards, also when an exception passes.
 class AsExtensionOwner {
@@ -40,6 +48,26 @@ class AsExtensionOwner {
  private:
   Oid saved_user_;
   int saved_context_;
+  CallerFrame saved_frame_;
+};
+
+// Runs the enclosed work as the caller an enclosing AsExtensionOwner serves (the current
+// identity when none is active): user code fired from inside an entry point, such as inline
+// projection handlers run by the trigger during es.append, never runs as the extension owner.
+// Nested entry points called from that code record their own caller.
+class AsCaller {
+ public:
+  AsCaller();
+  ~AsCaller();
+  AsCaller(const AsCaller &) = delete;
+  AsCaller &operator=(const AsCaller &) = delete;
+  Oid user() const { return user_; }
+
+ private:
+  Oid saved_user_;
+  int saved_context_;
+  CallerFrame saved_frame_;
+  Oid user_;
 };
 
 // Runs the enclosed work as another identity, e.g. the caller again inside AsExtensionOwner:
