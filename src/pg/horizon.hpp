@@ -11,8 +11,11 @@ namespace es {
 void register_appender(const StoreInfo &info, int64 explicit_position = 0);
 
 // Highest position a reader may return now: every position at or below it is either committed
-// and visible to a snapshot taken afterwards, or will never become visible.
-int64 safe_horizon(const StoreInfo &info);
+// and visible to a snapshot taken afterwards, or will never become visible. A reader that
+// only wants positions above `floor` gets an answer at or below `floor` without the lock-table
+// scan when nothing above it was allocated yet (the idle tailing reader's poll).
+// Raises ES024 on a hot standby, where appenders' registrations are not visible.
+int64 safe_horizon(const StoreInfo &info, int64 floor = -1);
 
 // Last value the sequence handed out (0 before the first), read as the extension owner.
 int64 sequence_last_value(Oid seq);
