@@ -385,7 +385,7 @@ RETURNS SETOF es.outbox_message
 DECLARE
     g          es._outbox_groups;
     lane       es._outbox_lanes;
-    m          record;
+    fresh      record;
     claimed_at timestamptz := clock_timestamp();
     lease_end  timestamptz;
     handed     int := 0;
@@ -442,26 +442,26 @@ BEGIN
     IF handed < max_count THEN
         horizon := es._outbox_horizon();
         intake := g.intake_id;
-        FOR m IN SELECT x.id, x.key FROM es._outbox_messages x
+        FOR fresh IN SELECT x.id, x.key FROM es._outbox_messages x
                   WHERE x.topic = g.topic AND x.id > g.intake_id AND x.id <= horizon
                   ORDER BY x.id
         LOOP
             EXIT WHEN handed >= max_count OR scanned >= 1000;
             scanned := scanned + 1;
-            IF m.key IS NULL THEN
+            IF fresh.key IS NULL THEN
                 INSERT INTO es._outbox_lanes (group_id, lane_key, head_id, tail_id, attempts, leased, due_at)
-                    VALUES (g.group_id, NULL, m.id, m.id, 1, true, lease_end);
-                head := m.id;
+                    VALUES (g.group_id, NULL, fresh.id, fresh.id, 1, true, lease_end);
+                head := fresh.id;
             ELSE
                 INSERT INTO es._outbox_lanes AS l (group_id, lane_key, head_id, tail_id, attempts, leased, due_at)
-                    VALUES (g.group_id, m.key, m.id, m.id, 1, true, lease_end)
+                    VALUES (g.group_id, fresh.key, fresh.id, fresh.id, 1, true, lease_end)
                     ON CONFLICT (group_id, lane_key) DO UPDATE SET tail_id = excluded.tail_id
                     RETURNING l.head_id INTO head;
             END IF;
-            intake := m.id;
-            IF head = m.id THEN
+            intake := fresh.id;
+            IF head = fresh.id THEN
                 RETURN QUERY SELECT x.id, x.topic, x.key, x.payload, x.headers, x.published_at, 1
-                               FROM es._outbox_messages x WHERE x.id = m.id;
+                               FROM es._outbox_messages x WHERE x.id = fresh.id;
                 handed := handed + 1;
             END IF;
         END LOOP;
