@@ -254,6 +254,7 @@ int main() {
   topic = "stress-" + run_id;
   prefix = "outbox-stress-" + run_id + "-";
   PGconn *admin = connect_or_die();
+  must(admin, "CREATE EXTENSION IF NOT EXISTS pg_eventstore");
   must(admin, "SELECT es.outbox_subscribe('stress-a', $1, $2::int)", {topic, std::to_string(kMaxAttempts)});
   must(admin, "SELECT es.outbox_subscribe('stress-b', $1, $2::int)", {topic, std::to_string(kMaxAttempts)});
   must(admin, "SELECT es.outbox_route($1, 'es.events', NULL, $2)", {topic, prefix});
