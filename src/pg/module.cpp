@@ -84,7 +84,9 @@ Datum es_uuidv7(PG_FUNCTION_ARGS) { return es::guarded([&] {
 }); }
 
 PG_FUNCTION_INFO_V1(es_in_append);
-Datum es_in_append(PG_FUNCTION_ARGS) { PG_RETURN_BOOL(es::in_append()); }
+Datum es_in_append(PG_FUNCTION_ARGS) {
+  PG_RETURN_BOOL(es::is_append_insert(PG_GETARG_OID(0), false));
+}
 
 PG_FUNCTION_INFO_V1(es_idempotency_retention);
 Datum es_idempotency_retention(PG_FUNCTION_ARGS) {

@@ -7,7 +7,8 @@ namespace es {
 namespace {
 
 HTAB *store_cache = nullptr;
-int append_depth = 0;
+Oid append_store = InvalidOid;  // the store es.append is inserting into now
+int append_trigger_depth = 0;   // pg_trigger_depth() where that INSERT runs
 int rewrite_depth = 0;
 Oid owner_namespace = InvalidOid;
 Oid owner_role = InvalidOid;
@@ -137,7 +138,7 @@ StoreInfo *lookup_store(Oid store) {
         ("INSERT INTO " + t +
          " (global_position, stream_id, stream_version, event_id, event_type, data, metadata)"
          " VALUES ($1, $2, $3, $4, $5, $6, $7)"
-         " ON CONFLICT (stream_id, stream_version) DO NOTHING")
+         " ON CONFLICT DO NOTHING")
             .c_str(),
         7, types);
   }
@@ -165,9 +166,33 @@ AsExtensionOwner::AsExtensionOwner() {
 
 AsExtensionOwner::~AsExtensionOwner() { SetUserIdAndSecContext(saved_user_, saved_context_); }
 
-AppendScope::AppendScope() { ++append_depth; }
-AppendScope::~AppendScope() { --append_depth; }
-bool in_append() { return append_depth > 0; }
+AsUser::AsUser(Oid user, int security_context) {
+  GetUserIdAndSecContext(&saved_user_, &saved_context_);
+  SetUserIdAndSecContext(user, security_context);
+}
+
+AsUser::~AsUser() { SetUserIdAndSecContext(saved_user_, saved_context_); }
+
+static int trigger_depth() {
+  LOCAL_FCINFO(fcinfo, 0);
+  InitFunctionCallInfoData(*fcinfo, nullptr, 0, InvalidOid, nullptr, nullptr);
+  return DatumGetInt32(pg_trigger_depth(fcinfo));
+}
+
+AppendInsert::AppendInsert(Oid store) : saved_store_(append_store), saved_depth_(append_trigger_depth) {
+  append_store = store;
+  append_trigger_depth = trigger_depth();
+}
+
+AppendInsert::~AppendInsert() {
+  append_store = saved_store_;
+  append_trigger_depth = saved_depth_;
+}
+
+bool is_append_insert(Oid rel, bool from_trigger) {
+  return OidIsValid(append_store) && rel == append_store &&
+         trigger_depth() == append_trigger_depth + (from_trigger ? 1 : 0);
+}
 
 RewriteScope::RewriteScope() { ++rewrite_depth; }
 RewriteScope::~RewriteScope() { --rewrite_depth; }
@@ -175,7 +200,8 @@ bool rewrite_allowed() { return rewrite_depth > 0; }
 
 // Called at transaction end: no scope survives an aborted statement.
 void reset_scopes() {
-  append_depth = 0;
+  append_store = InvalidOid;
+  append_trigger_depth = 0;
   rewrite_depth = 0;
 }
 

@@ -11,7 +11,7 @@ struct StoreInfo {
   Oid position_seq;     // the table's global_position sequence
   bool valid;
   SPIPlanPtr last_version;    // SELECT newest stream_version of a stream
-  SPIPlanPtr insert_event;    // INSERT ... ON CONFLICT (stream_id, stream_version) DO NOTHING
+  SPIPlanPtr insert_event;    // INSERT ... ON CONFLICT DO NOTHING (run as the caller)
   SPIPlanPtr read_all;        // the global-order page query
 };
 
@@ -42,15 +42,38 @@ class AsExtensionOwner {
   int saved_context_;
 };
 
-// Marks the current backend as inside es.append (the insert guard lets its rows through).
-class AppendScope {
+// Runs the enclosed work as another identity, e.g. the caller again inside AsExtensionOwner:
+// code a table owner attached to a store (triggers, defaults, constraints) must never run with
+// the extension owner's rights.
+class AsUser {
  public:
-  AppendScope();
-  ~AppendScope();
-  AppendScope(const AppendScope &) = delete;
-  AppendScope &operator=(const AppendScope &) = delete;
+  AsUser(Oid user, int security_context);
+  ~AsUser();
+  AsUser(const AsUser &) = delete;
+  AsUser &operator=(const AsUser &) = delete;
+
+ private:
+  Oid saved_user_;
+  int saved_context_;
 };
-bool in_append();
+
+// Marks the INSERT es.append is running into `store`. The guard triggers let exactly its rows
+// through: same table, fired by that statement itself, not by a user trigger, default or
+// constraint function it runs (those are deeper in the trigger stack, or another table).
+class AppendInsert {
+ public:
+  explicit AppendInsert(Oid store);
+  ~AppendInsert();
+  AppendInsert(const AppendInsert &) = delete;
+  AppendInsert &operator=(const AppendInsert &) = delete;
+
+ private:
+  Oid saved_store_;
+  int saved_depth_;
+};
+// True for a row of es.append's own INSERT into `rel`: `from_trigger` when asked by a trigger
+// of that INSERT, false when asked by a trigger's WHEN clause (evaluated one level up).
+bool is_append_insert(Oid rel, bool from_trigger);
 
 // Allows the update guard to let rows through (es.redact_stream only).
 class RewriteScope {

@@ -23,7 +23,7 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA es FROM PUBLIC;
 GRANT USAGE ON SCHEMA es TO es_reader, es_writer, es_admin;
 
 -- Harmless helpers that plain INSERTs into event tables evaluate (defaults, trigger WHEN).
-GRANT EXECUTE ON FUNCTION es.uuidv7(), es._in_append() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION es.uuidv7(), es._in_append(oid) TO PUBLIC;
 GRANT SELECT ON es._stores TO PUBLIC;
 
 -- Core: reading.
