@@ -208,11 +208,16 @@ COMMIT;
 -- Grants: writers publish, readers claim/ack/nack, admins subscribe/route/purge.
 CREATE ROLE outbox_w LOGIN IN ROLE es_writer;
 CREATE ROLE outbox_r LOGIN IN ROLE es_reader;
+SELECT es.outbox_route('writer-events', 'es.events', NULL, 'writer-');
 SET ROLE outbox_w;
 SELECT es.outbox_publish('orders', '{"n": 8}', 'k9') - :base AS rid;
+-- a writer's append is routed too (the trigger publishes with the extension's rights)
+SELECT first_version FROM es.append_event('writer-1', 0, 'Written', '{}');
 SELECT * FROM es.outbox_claim('audit', 'orders');
 SELECT * FROM es._outbox_messages;
 RESET ROLE;
+SELECT aggregateid, type FROM es.outbox_debezium WHERE aggregatetype = 'writer-events';
+SELECT es.outbox_unroute('writer-events');
 SET ROLE outbox_r;
 SELECT rid, key, attempts FROM pg_temp.claim('audit', 'orders');
 SELECT es.outbox_ack('audit', pg_temp.ids(17, 18, 20));

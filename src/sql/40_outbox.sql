@@ -220,7 +220,7 @@ DECLARE
 BEGIN
     IF has_routes AND NOT has_trigger THEN
         EXECUTE format('CREATE TRIGGER es_outbox_route AFTER INSERT ON %s FOR EACH ROW'
-                       ' WHEN (es._in_append()) EXECUTE FUNCTION es._outbox_route_event()', store);
+                       ' WHEN (es._in_append(NEW.tableoid)) EXECUTE FUNCTION es._outbox_route_event()', store);
     ELSIF NOT has_routes AND has_trigger THEN
         EXECUTE format('DROP TRIGGER es_outbox_route ON %s', store);
     END IF;
