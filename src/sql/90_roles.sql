@@ -125,3 +125,27 @@ GRANT EXECUTE ON FUNCTION
     es.stream_version(text, regclass),
     es.snapshot_save(text, bigint, jsonb, regclass, regprocedure)
     TO es_writer;
+
+-- Outbox (API.md §5, src/sql/40_outbox.sql). The functions are SECURITY DEFINER; the internal
+-- tables stay private. Writers publish; readers claim, ack, nack and read the views; admins
+-- route, subscribe, re-drive dead letters and purge.
+GRANT EXECUTE ON FUNCTION
+    es._outbox_check_topic(text),
+    es.outbox_channel(text)
+    TO es_reader, es_writer;
+GRANT EXECUTE ON FUNCTION
+    es.outbox_publish(text, jsonb, text, jsonb)
+    TO es_writer;
+GRANT EXECUTE ON FUNCTION
+    es.outbox_claim(text, text, int, interval),
+    es.outbox_ack(text, bigint[]),
+    es.outbox_nack(text, bigint, text, interval)
+    TO es_reader;
+GRANT SELECT ON es.outbox_dead_letters, es.outbox_debezium TO es_reader;
+GRANT EXECUTE ON FUNCTION
+    es.outbox_route(text, regclass, text[], text),
+    es.outbox_unroute(text, regclass),
+    es.outbox_subscribe(text, text, int),
+    es.outbox_retry_dead(text, bigint[]),
+    es.outbox_purge(interval)
+    TO es_admin;
