@@ -157,3 +157,7 @@ GRANT EXECUTE ON FUNCTION
     es._may_read_routed(jsonb, name),
     es._require_store_privilege(name, regclass, text, text)
     TO es_reader, es_writer, es_admin;
+
+-- Statistics (src/sql/85_stats.sql): readers see es.stats; store counts need SELECT on the store.
+GRANT SELECT ON es.stats TO es_reader;
+GRANT EXECUTE ON FUNCTION es._stats_store(regclass), es._stats_outbox() TO es_reader;
