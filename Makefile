@@ -36,11 +36,8 @@ override CXXFLAGS += -std=c++17 -Wall -Wextra -Wno-register -Wno-missing-field-i
                      -Wno-unused-parameter -fno-omit-frame-pointer $(ES_CXXFLAGS)
 override CPPFLAGS := $(PG_CPPFLAGS) $(CPPFLAGS)
 
-# Header dependencies (PGXS tracks them only in a source tree configured with --enable-depend):
-# an object is rebuilt when a header it includes changes, e.g. a struct layout in runtime.hpp.
-override CXXFLAGS += -MMD -MP
--include $(OBJS:.o=.d)
-EXTRA_CLEAN += $(OBJS:.o=.d)
+# Every object depends on every header: the tree is small, stale objects are not.
+$(OBJS): $(wildcard src/core/*.hpp src/pg/*.hpp)
 
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES)
 	cat $^ > $@

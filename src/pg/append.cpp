@@ -222,13 +222,29 @@ struct Caller {
   int security_context;
 };
 
-// Runs an insert plan; returns the number of rows inserted.
-uint64 spi_insert(SPIPlanPtr plan, Datum *args, const char *nulls) {
+// True when `event_id` is already in the store (read as the extension owner: the caller may
+// hold INSERT without SELECT). The rare path after an insert that did nothing.
+bool event_id_taken(const StoreInfo &info, Datum event_id) {
+  std::string sql = std::string("SELECT 1 FROM ") + qualified_name(info.store) + " WHERE event_id = $1";
+  Oid types[1] = {UUIDOID};
+  SPIPlanPtr plan = prepare_fixed(sql.c_str(), 1, types);
   return pg_call([&] {
-    int rc = SPI_execute_plan(plan, args, nulls, false, 0);
-    if (rc != SPI_OK_INSERT) elog(ERROR, "pg_eventstore: event insert failed");
-    return SPI_processed;
+    Datum args[1] = {event_id};
+    if (SPI_execute_snapshot(plan, args, nullptr, GetLatestSnapshot(), InvalidSnapshot, false,
+                             false, 1) != SPI_OK_SELECT)
+      elog(ERROR, "pg_eventstore: event id lookup failed");
+    return SPI_processed == 1;
   });
+}
+
+// Raises ES003 when the event id of a row that was not inserted is taken (by another event,
+// or by an earlier event of the same call); otherwise its version was.
+void check_event_id_not_taken(const StoreInfo &info, Datum event_id) {
+  if (!event_id_taken(info, event_id)) return;
+  const char *id = pg_call([&] { return DatumGetCString(DirectFunctionCall1(uuid_out, event_id)); });
+  raise(sqlstate::kDuplicateEventId, "event id already exists in the store",
+        std::string("Key (event_id)=(") + id + ") already exists.",
+        "Supply a new id, or none to have one generated.");
 }
 
 // A one-dimensional array of column `column` of `rows` (palloc'd in the SPI context).
@@ -251,32 +267,52 @@ Datum column_array(const EventRow *rows, int count, int column, Oid type) {
   });
 }
 
+// The SPI insert of rows of one stream; returns the index of the first row not inserted, or
+// `count`. One row: insert_event; many: insert_batch, whose RETURNING lists the positions that
+// went in (in row order, like the positions).
+int spi_insert(const StoreInfo &info, const EventRow *rows, int count) {
+  if (count == 1) {
+    return pg_call([&] {
+      int rc = SPI_execute_plan(info.insert_event, const_cast<Datum *>(rows[0].values),
+                                rows[0].nulls, false, 0);
+      if (rc != SPI_OK_INSERT) elog(ERROR, "pg_eventstore: event insert failed");
+      return SPI_processed == 1 ? 1 : 0;
+    });
+  }
+  Datum args[7] = {column_array(rows, count, 0, INT8OID),  rows[0].values[1],
+                   column_array(rows, count, 2, INT8OID),  column_array(rows, count, 3, UUIDOID),
+                   column_array(rows, count, 4, TEXTOID),  column_array(rows, count, 5, JSONBOID),
+                   column_array(rows, count, 6, JSONBOID)};
+  return pg_call([&] {
+    int rc = SPI_execute_plan(info.insert_batch, args, nullptr, false, 0);
+    if (rc != SPI_OK_INSERT_RETURNING) elog(ERROR, "pg_eventstore: event insert failed");
+    int first_missing = 0;
+    for (uint64 i = 0; i < SPI_processed && first_missing < count; ++i) {
+      bool isnull;
+      Datum p = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+      if (isnull || DatumGetInt64(p) != DatumGetInt64(rows[first_missing].values[0])) break;
+      ++first_missing;
+    }
+    return first_missing;
+  });
+}
+
 // Inserts rows of one stream, in order, as the caller (whose INSERT privilege was checked), so
 // the store owner's triggers, defaults and constraints never run with the extension owner's
-// rights: directly when the table allows it (direct_insert.hpp), else with the SPI plans
-// (INSERT ... ON CONFLICT (stream_id, stream_version) DO NOTHING, one row, or many from
-// unnest: executor start-up, trigger set-up and the arbiter are then paid once per batch).
-// Returns the number of rows inserted: fewer than `count` when a concurrent append took one of
-// the versions. A duplicate event id becomes ES003.
-uint64 insert_rows(StoreInfo &info, EventRow *rows, int count, const Caller &caller) {
-  try {
+// rights: directly when the table allows it (direct_insert.hpp), else with the SPI plans. Both
+// say ON CONFLICT DO NOTHING without a conflict target (a target would need SELECT on its
+// columns, which a writer need not have). Returns the index of the first row not inserted, or
+// `count`; raises ES003 when that row's event id is taken (else its version was).
+int insert_rows(StoreInfo &info, const EventRow *rows, int count, const Caller &caller) {
+  int inserted;
+  {
     AsUser as_caller(caller.user, caller.security_context);
     AppendInsert marker(info.store);
     int64 direct = direct_insert(info, rows, count);
-    if (direct >= 0) return static_cast<uint64>(direct);
-    if (count == 1) return spi_insert(info.insert_event, rows[0].values, rows[0].nulls);
-    Datum args[7] = {column_array(rows, count, 0, INT8OID),  rows[0].values[1],
-                     column_array(rows, count, 2, INT8OID),  column_array(rows, count, 3, UUIDOID),
-                     column_array(rows, count, 4, TEXTOID),  column_array(rows, count, 5, JSONBOID),
-                     column_array(rows, count, 6, JSONBOID)};
-    return spi_insert(info.insert_batch, args, nullptr);
-  } catch (const PgError &e) {
-    if (e.data->sqlerrcode == ERRCODE_UNIQUE_VIOLATION && e.data->detail != nullptr &&
-        strstr(e.data->detail, "(event_id)") != nullptr)
-      raise(sqlstate::kDuplicateEventId, "event id already exists in the store",
-            e.data->detail, "Supply a new id, or none to have one generated.");
-    throw;
+    inserted = direct >= 0 ? static_cast<int>(direct) : spi_insert(info, rows, count);
   }
+  if (inserted < count) check_event_id_not_taken(info, rows[inserted].values[3]);
+  return inserted;
 }
 
 EventRow event_row(const EventInput &ev, int64 position, text *stream, int64 version) {
@@ -315,9 +351,9 @@ EventRow event_row(const EventInput &ev, int64 position, text *stream, int64 ver
 }
 
 // Inserts events[1..] with versions from `first_version` on and positions allocated in order.
-// Returns how many rows went in and sets the last position.
-uint64 insert_rest(StoreInfo &info, text *stream, const std::vector<EventInput> &events,
-                   int64 first_version, const Caller &caller, int64 &last_position) {
+// Returns insert_rows' result and sets the last position.
+int insert_rest(StoreInfo &info, text *stream, const std::vector<EventInput> &events,
+                int64 first_version, const Caller &caller, int64 &last_position) {
   int count = static_cast<int>(events.size() - 1);
   auto *rows = pg_call([&] { return static_cast<EventRow *>(palloc(sizeof(EventRow) * count)); });
   for (int i = 0; i < count; ++i) {
@@ -365,9 +401,9 @@ AppendResult append(text *stream, std::optional<int64> expected, std::vector<Eve
     // The rest in one statement; a conflict there cannot be retried (rows are written).
     if (events.size() > 1) {
       std::size_t rest = events.size() - 1;
-      uint64 inserted = insert_rest(*info, stream, events, actual + 2, caller, r.last_position);
+      int inserted = insert_rest(*info, stream, events, actual + 2, caller, r.last_position);
       r.last_version = actual + 1 + static_cast<int64>(rest);
-      if (inserted != rest) {
+      if (static_cast<std::size_t>(inserted) != rest) {
         if (stream_name.empty()) stream_name = pg_call([&] { return text_to_cstring(stream); });
         int64 now_actual = current_version(*info, stream);
         raise(version_conflict(stream_name, expected.value_or(actual), now_actual));

@@ -116,7 +116,8 @@ int64 direct_insert(StoreInfo &info, const EventRow *rows, int count) {
     estate->es_output_cid = GetCurrentCommandId(true);
     TupleDesc desc = RelationGetDescr(rel);
     TupleTableSlot *slot = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
-    List *arbiters = list_make1_oid(info.arbiter_index);
+    // ON CONFLICT DO NOTHING without a target: every unique index is an arbiter (NIL).
+    List *arbiters = NIL;
     TransactionId xid = GetCurrentTransactionId();
     Datum recorded_at = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 
@@ -139,14 +140,14 @@ int64 direct_insert(StoreInfo &info, const EventRow *rows, int count) {
       if (desc->constr != nullptr) ExecConstraints(result, slot, estate);
 
       // The caller has just read the stream's version, so a conflict is rare: the first try
-      // skips ExecInsert's pre-check (an optimisation there too) and relies on the arbiter
-      // index reporting the conflict; every retry checks first, waiting for an in-progress
+      // skips ExecInsert's pre-check (an optimisation there too) and relies on the unique
+      // indexes reporting the conflict; every retry checks first, waiting for an in-progress
       // inserter to commit or abort, as ON CONFLICT DO NOTHING does.
       bool taken = false;
       for (bool first_try = true;; first_try = false) {
         ItemPointerData conflict;
         if (!first_try && !ExecCheckIndexConstraints(result, slot, estate, &conflict, arbiters)) {
-          taken = true;  // a committed (or waited-for) row holds the version
+          taken = true;  // a committed (or waited-for) row holds the version or the id
           break;
         }
         uint32 token = SpeculativeInsertionLockAcquire(xid);

@@ -1,5 +1,6 @@
 // Module entry: magic block, GUCs, transaction callbacks, error reporting, small SQL helpers.
 #include "horizon.hpp"
+#include "relay.hpp"
 #include "runtime.hpp"
 
 #include "../core/limits.hpp"
@@ -82,6 +83,7 @@ void _PG_init(void) {
       "How long idempotency keys are kept before es.maintain() may purge them.", nullptr,
       &es::idempotency_retention_seconds, 7 * 24 * 3600, 60, INT_MAX, PGC_SUSET, GUC_UNIT_S,
       nullptr, nullptr, nullptr);
+  es::relay_init();
   MarkGUCPrefixReserved("pg_eventstore");
   RegisterXactCallback(es::on_xact, nullptr);
   RegisterSubXactCallback(es::on_subxact, nullptr);

@@ -10,7 +10,18 @@ HTAB *store_cache = nullptr;
 Oid append_store = InvalidOid;  // the store es.append is inserting into now
 int append_trigger_depth = 0;   // pg_trigger_depth() where that INSERT runs
 int rewrite_depth = 0;
+CallerFrame caller_frame = {false, InvalidOid, 0};
 Oid owner_namespace = InvalidOid;
+int spi_depth = 0;                     // nesting of SpiConnection
+char *outer_search_path = nullptr;     // the caller's search_path (TopMemoryContext)
+
+// Opens a GUC nest level with search_path set to `path` (AtEOXact_GUC closes it).
+int push_search_path(const char *path) {
+  int nest = NewGUCNestLevel();
+  set_config_option("search_path", path, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+                    false);
+  return nest;
+}
 Oid owner_role = InvalidOid;
 
 void invalidate_store(Datum, Oid relid) {
@@ -140,13 +151,14 @@ StoreInfo *lookup_store(Oid store) {
         ("INSERT INTO " + t +
          " (global_position, stream_id, stream_version, event_id, event_type, data, metadata)"
          " VALUES ($1, $2, $3, $4, $5, $6, $7)"
-         " ON CONFLICT (stream_id, stream_version) DO NOTHING")
+         " ON CONFLICT DO NOTHING")
             .c_str(),
         7, types);
   }
   {
     // One statement for the rest of a multi-event append: executor start-up, trigger set-up
-    // and the ON CONFLICT arbiter are paid once per batch instead of once per event.
+    // and the ON CONFLICT arbiters are paid once per batch instead of once per event. No
+    // conflict target, like insert_event; RETURNING tells which rows went in.
     Oid types[7] = {INT8ARRAYOID, TEXTOID, INT8ARRAYOID, UUIDARRAYOID, TEXTARRAYOID,
                     JSONBARRAYOID, JSONBARRAYOID};
     info->insert_batch = prepare_kept(
@@ -155,7 +167,7 @@ StoreInfo *lookup_store(Oid store) {
          " SELECT e.global_position, $2, e.stream_version, e.event_id, e.event_type, e.data,"
          " e.metadata FROM unnest($1, $3, $4, $5, $6, $7)"
          " AS e (global_position, stream_version, event_id, event_type, data, metadata)"
-         " ON CONFLICT (stream_id, stream_version) DO NOTHING")
+         " ON CONFLICT DO NOTHING RETURNING global_position")
             .c_str(),
         7, types);
   }
@@ -179,9 +191,37 @@ AsExtensionOwner::AsExtensionOwner() {
   GetUserIdAndSecContext(&saved_user_, &saved_context_);
   Oid owner = pg_call([] { return extension_owner(); });
   SetUserIdAndSecContext(owner, saved_context_ | SECURITY_LOCAL_USERID_CHANGE);
+  saved_frame_ = caller_frame;
+  if (!caller_frame.owner_active) caller_frame = CallerFrame{true, saved_user_, saved_context_};
 }
 
-AsExtensionOwner::~AsExtensionOwner() { SetUserIdAndSecContext(saved_user_, saved_context_); }
+AsExtensionOwner::~AsExtensionOwner() {
+  caller_frame = saved_frame_;
+  SetUserIdAndSecContext(saved_user_, saved_context_);
+}
+
+AsCaller::AsCaller() {
+  guc_nest_ = pg_call([] {
+    return outer_search_path ? push_search_path(outer_search_path) : NewGUCNestLevel();
+  });
+  GetUserIdAndSecContext(&saved_user_, &saved_context_);
+  saved_frame_ = caller_frame;
+  int context = saved_context_;
+  user_ = saved_user_;
+  if (caller_frame.owner_active) {
+    user_ = caller_frame.user;
+    context = caller_frame.context;
+  }
+  caller_frame.owner_active = false;
+  SetUserIdAndSecContext(user_, context);
+}
+
+AsCaller::~AsCaller() {
+  caller_frame = saved_frame_;
+  SetUserIdAndSecContext(saved_user_, saved_context_);
+  // On the error path the (sub)transaction abort pops the GUC nest level.
+  if (std::uncaught_exceptions() == 0) AtEOXact_GUC(true, guc_nest_);
+}
 
 AsUser::AsUser(Oid user, int security_context) {
   GetUserIdAndSecContext(&saved_user_, &saved_context_);
@@ -220,19 +260,39 @@ void reset_scopes() {
   append_store = InvalidOid;
   append_trigger_depth = 0;
   rewrite_depth = 0;
+  caller_frame = CallerFrame{false, InvalidOid, 0};
+  spi_depth = 0;
+  if (outer_search_path) pfree(outer_search_path);
+  outer_search_path = nullptr;
 }
 
 SpiConnection::SpiConnection() {
-  pg_call([] {
+  guc_nest_ = pg_call([] {
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pg_eventstore: SPI_connect failed");
+    if (spi_depth == 0) {
+      if (outer_search_path) pfree(outer_search_path);
+      outer_search_path = MemoryContextStrdup(TopMemoryContext, namespace_search_path);
+    }
+    return push_search_path("pg_catalog, pg_temp");
   });
+  ++spi_depth;
 }
 
-// On the error path the transaction is about to abort, and abort cleans SPI up; calling into
-// SPI with a half-unwound executor is exactly what we must not do.
+// On the error path the transaction is about to abort, and abort cleans SPI and the GUC nest
+// level up; calling into SPI with a half-unwound executor is exactly what we must not do.
 SpiConnection::~SpiConnection() {
-  if (std::uncaught_exceptions() == 0) SPI_finish();
+  --spi_depth;
+  if (std::uncaught_exceptions() == 0) {
+    AtEOXact_GUC(true, guc_nest_);
+    SPI_finish();
+  }
+  if (spi_depth == 0 && outer_search_path) {
+    pfree(outer_search_path);
+    outer_search_path = nullptr;
+  }
 }
+
+const char *caller_search_path() { return outer_search_path; }
 
 void check_non_negative(const char *argument, int64 value) {
   if (value < 0)

@@ -11,10 +11,10 @@ struct StoreInfo {
   Oid position_seq;     // the table's global_position sequence
   bool valid;
   SPIPlanPtr last_version;    // SELECT newest stream_version of a stream
-  SPIPlanPtr insert_event;    // INSERT ... ON CONFLICT (stream_id, stream_version) DO NOTHING
+  SPIPlanPtr insert_event;    // INSERT ... ON CONFLICT DO NOTHING (run as the caller)
   SPIPlanPtr insert_batch;    // the same for many events of one stream, from arrays (unnest)
   SPIPlanPtr read_all;        // the global-order page query
-  // The table's part of direct_insert_possible (direct_insert.cpp): 0 not checked since the
+  // The table's part of direct_insert's verdict (direct_insert.cpp): 0 not checked since the
   // last invalidation, 1 yes, -1 no; the standard columns' attnums; the arbiter index.
   int direct_state;
   AttrNumber direct_columns[8];
@@ -34,6 +34,14 @@ SPIPlanPtr prepare_kept(const char *sql, int nargs, Oid *types);
 // The same, for a plan that lives only until SPI_finish.
 SPIPlanPtr prepare_fixed(const char *sql, int nargs, Oid *types);
 
+// Whose call the backend is serving: while an AsExtensionOwner is active, the identity it
+// replaced (the caller); AsCaller switches back to it.
+struct CallerFrame {
+  bool owner_active;
+  Oid user;
+  int context;
+};
+
 // Runs the enclosed work as the owner of schema `es` (the extension owner) and restores the
 // caller's identity afterwards, also when an exception passes.
 class AsExtensionOwner {
@@ -46,6 +54,27 @@ class AsExtensionOwner {
  private:
   Oid saved_user_;
   int saved_context_;
+  CallerFrame saved_frame_;
+};
+
+// Runs the enclosed work as the caller an enclosing AsExtensionOwner serves (the current
+// identity when none is active): user code fired from inside an entry point, such as inline
+// projection handlers run by the trigger during es.append, never runs as the extension owner.
+// Nested entry points called from that code record their own caller.
+class AsCaller {
+ public:
+  AsCaller();
+  ~AsCaller();
+  AsCaller(const AsCaller &) = delete;
+  AsCaller &operator=(const AsCaller &) = delete;
+  Oid user() const { return user_; }
+
+ private:
+  int guc_nest_;
+  Oid saved_user_;
+  int saved_context_;
+  CallerFrame saved_frame_;
+  Oid user_;
 };
 
 // Runs the enclosed work as another identity, e.g. the caller again inside AsExtensionOwner:
@@ -91,14 +120,24 @@ class RewriteScope {
 };
 bool rewrite_allowed();
 
-// Connects SPI for the lifetime of the object.
+// Connects SPI for the lifetime of the object, with search_path fixed to pg_catalog, pg_temp:
+// a kept plan is re-parsed under the search_path current when it runs (plancache.c
+// RevalidateCachedQuery), so fixing it at prepare time alone would let a caller's objects
+// into plans that run as the extension owner.
 class SpiConnection {
  public:
   SpiConnection();
   ~SpiConnection();
   SpiConnection(const SpiConnection &) = delete;
   SpiConnection &operator=(const SpiConnection &) = delete;
+
+ private:
+  int guc_nest_;
 };
+
+// The search_path of the caller of the outermost SpiConnection (nullptr outside one): user
+// code (handlers, reducers) runs with it again.
+const char *caller_search_path();
 
 // Raises ES018 for a negative count argument.
 void check_non_negative(const char *argument, int64 value);

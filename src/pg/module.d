@@ -1,0 +1,10 @@
+src/pg/module.o: src/pg/module.cpp src/pg/horizon.hpp src/pg/runtime.hpp \
+ src/pg/guard.hpp src/pg/pg.hpp src/pg/../core/validation.hpp \
+ src/pg/../core/uuid.hpp src/pg/../core/limits.hpp
+src/pg/horizon.hpp:
+src/pg/runtime.hpp:
+src/pg/guard.hpp:
+src/pg/pg.hpp:
+src/pg/../core/validation.hpp:
+src/pg/../core/uuid.hpp:
+src/pg/../core/limits.hpp:

@@ -1,0 +1,11 @@
+src/pg/read_all.o: src/pg/read_all.cpp src/pg/horizon.hpp \
+ src/pg/runtime.hpp src/pg/guard.hpp src/pg/pg.hpp \
+ src/pg/../core/validation.hpp src/pg/../core/uuid.hpp \
+ src/pg/../core/limits.hpp
+src/pg/horizon.hpp:
+src/pg/runtime.hpp:
+src/pg/guard.hpp:
+src/pg/pg.hpp:
+src/pg/../core/validation.hpp:
+src/pg/../core/uuid.hpp:
+src/pg/../core/limits.hpp:
