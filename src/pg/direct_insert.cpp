@@ -19,6 +19,7 @@ constexpr StandardColumn kColumns[8] = {
     {"metadata", JSONBOID},       {"recorded_at", TIMESTAMPTZOID}};
 constexpr int kRecordedAt = 7;
 
+// The oid of the trigger function es.<name>() (InvalidOid when missing).
 Oid es_function(const char *name) {
   return LookupFuncName(list_make2(makeString(pstrdup("es")), makeString(pstrdup(name))), 0,
                         nullptr, true);
@@ -58,9 +59,9 @@ bool table_allows_direct(Relation rel, StoreInfo &info) {
     }
   }
 
-  // The arbiter ON CONFLICT (stream_id, stream_version) infers: every valid, immediate,
-  // non-partial unique index on exactly those key columns. Exactly one, and no deferrable
-  // unique index anywhere (its rows would need a recheck at commit).
+  // The index the version read uses: exactly one valid, immediate, non-partial unique index on
+  // the key columns (stream_id, stream_version). No deferrable unique index anywhere: ON
+  // CONFLICT refuses those as arbiters, and the SPI path reports it.
   int arbiters = 0;
   Oid arbiter = InvalidOid;
   List *indexes = RelationGetIndexList(rel);
