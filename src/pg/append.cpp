@@ -268,6 +268,7 @@ AppendResult append(text *stream, std::optional<int64> expected, std::vector<Eve
   Caller caller;
   GetUserIdAndSecContext(&caller.user, &caller.security_context);
   AsExtensionOwner owner;
+  if (!info->triggers_checked) enable_restored_inline_trigger(*info);
   register_appender(*info);
 
   if (key != nullptr)
