@@ -263,12 +263,12 @@ bool insert_event(const StoreInfo &info, Datum *args, const char *nulls, const C
 AppendResult append(text *stream, std::optional<int64> expected, std::vector<EventInput> &events,
                     text *key, Oid store, int64 fingerprint) {
   SpiConnection spi;
+  enable_restored_inline_trigger(store);
   StoreInfo *info = lookup_store(store);
   require_privilege(store, ACL_INSERT, "append to");
   Caller caller;
   GetUserIdAndSecContext(&caller.user, &caller.security_context);
   AsExtensionOwner owner;
-  if (!info->triggers_checked) enable_restored_inline_trigger(*info);
   register_appender(*info);
 
   if (key != nullptr)

@@ -9,7 +9,7 @@
 #include "runtime.hpp"
 
 extern "C" {
-#include "access/table.h"
+#include "access/relation.h"
 #include "catalog/pg_proc.h"
 #include "utils/datum.h"
 #include "utils/regproc.h"
@@ -129,25 +129,26 @@ bool has_restored_inline_trigger(Relation rel) {
 }  // namespace
 
 // The first append to a restored store enables its inline trigger: its inline projections run
-// from this append on (the restored events were projected in the source). The look is a scan
-// of the relcache trigger list; SHARE ROW EXCLUSIVE (what ALTER TABLE ENABLE TRIGGER takes) is
-// taken only when the trigger is there, so concurrent first appends queue behind the one that
-// enables it and then see it enabled.
-void enable_restored_inline_trigger(StoreInfo &info) {
+// from this append on (the restored events were projected in the source). Every append looks:
+// an ACCESS SHARE lock and a scan of the relcache trigger list. SHARE ROW EXCLUSIVE (what
+// ALTER TABLE ENABLE TRIGGER takes) only when the trigger is there, so concurrent first
+// appends queue behind the one that enables it and then find it enabled.
+void enable_restored_inline_trigger(Oid store) {
   pg_call([&] {
-    Relation rel = table_open(info.store, AccessShareLock);
+    // Not a table, or gone: the store lookup that follows reports it.
+    Relation rel = try_relation_open(store, AccessShareLock);
+    if (rel == nullptr) return;
     bool restored = has_restored_inline_trigger(rel);
-    table_close(rel, NoLock);
+    relation_close(rel, NoLock);
     if (!restored) return;
-    rel = table_open(info.store, ShareRowExclusiveLock);
+    rel = relation_open(store, ShareRowExclusiveLock);
     if (has_restored_inline_trigger(rel)) {
       EnableDisableTrigger(rel, "es_projection_inline", TRIGGER_FIRES_ON_ORIGIN, false,
                            ShareRowExclusiveLock);
       CommandCounterIncrement();
     }
-    table_close(rel, NoLock);
+    relation_close(rel, NoLock);
   });
-  info.triggers_checked = true;
 }
 
 }  // namespace es

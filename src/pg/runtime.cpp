@@ -133,7 +133,6 @@ StoreInfo *lookup_store(Oid store) {
           {}, "Create event tables with es.create_event_table(); es.events is the default store.");
   }
   info->position_seq = seq;
-  info->triggers_checked = false;
 
   const char *table = qualified_name(store);
   std::string t(table);

@@ -13,7 +13,6 @@ struct StoreInfo {
   SPIPlanPtr last_version;    // SELECT newest stream_version of a stream
   SPIPlanPtr insert_event;    // INSERT ... ON CONFLICT DO NOTHING (run as the caller)
   SPIPlanPtr read_all;        // the global-order page query
-  bool triggers_checked;      // es.append looked for a restored inline trigger since the fill
 };
 
 // Looks up (and caches) an event table; raises ES017 when `store` is not one.
@@ -21,9 +20,11 @@ struct StoreInfo {
 StoreInfo *lookup_store(Oid store);
 
 // Enables the inline projection trigger pg_restore left disabled on an extension-owned store
-// (src/pg/projection.cpp; see es._projection_restored). es.append calls it once per cache fill,
-// before it locks or inserts anything; it takes SHARE ROW EXCLUSIVE only when there is work.
-void enable_restored_inline_trigger(StoreInfo &info);
+// (src/pg/projection.cpp; see es._projection_restored). es.append calls it first, before the
+// store lookup prepares its INSERT (which takes ROW EXCLUSIVE): SHARE ROW EXCLUSIVE, taken only
+// when there is something to enable, must not be an upgrade from it (two first appends would
+// deadlock).
+void enable_restored_inline_trigger(Oid store);
 
 // Quoted, schema-qualified name of a relation (palloc'd).
 const char *qualified_name(Oid rel);

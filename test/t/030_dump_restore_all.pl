@@ -321,6 +321,32 @@ $other->safe_psql('dst', q{INSERT INTO es.events (stream_id, stream_version, eve
 is($other->safe_psql('dst', q{SELECT count(*) FROM app.rm_inline WHERE event_type = 'Plain'}),
 	'1', 'then plain INSERTs are projected');
 
+# Two first appends at once after a restore: the one that enables the trigger holds SHARE ROW
+# EXCLUSIVE on es.events until it commits; the other waits for it, then finds the trigger
+# enabled. Both events are projected, once.
+$node->safe_psql('postgres', 'CREATE DATABASE dst3');
+$node->command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('dst3'), $dump ],
+	'pg_restore into a third database');
+my $first = $node->background_psql('dst3');
+$first->query_safe(q{BEGIN; SELECT es.append_event('c1', 0, 'Concurrent', '{}')});
+my $second = $node->background_psql('dst3');
+$second->query_until(qr/started/, q{\echo started
+SELECT es.append_event('c2', 0, 'Concurrent', '{}');
+});
+ok( $node->poll_query_until('dst3',
+		q{SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted
+		                  AND relation = 'es.events'::regclass AND mode = 'ShareRowExclusiveLock')}),
+	'the second first-append waits for the one enabling the trigger');
+$first->query_safe('COMMIT');
+$second->query_safe('SELECT 1');
+$first->quit;
+$second->quit;
+is( $node->safe_psql('dst3',
+		q{SELECT count(*), count(DISTINCT global_position) FROM app.rm_inline WHERE event_type = 'Concurrent'}),
+	'2|2', 'both concurrent first appends are projected once');
+is($node->safe_psql('dst3', $events_triggers), 'es_outbox_route=O,es_projection_inline=O',
+	'and the trigger is enabled');
+
 $other->stop;
 $node->stop;
 done_testing();
