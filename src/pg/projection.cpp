@@ -242,6 +242,11 @@ Datum es_fold_stream(PG_FUNCTION_ARGS) {
       Datum value = result_null ? (Datum)0 : datumCopy(state, false, -1);
       Datum args[3] = {stream, Int64GetDatum(from_version), Int64GetDatum(to_version)};
       Portal portal = SPI_cursor_open(nullptr, plan, args, nullptr, true);
+      // The reducer runs with the caller's search_path (the cursor's plan is fixed by now).
+      int nest = NewGUCNestLevel();
+      if (const char *path = es::caller_search_path())
+        set_config_option("search_path", path, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+                          true, 0, false);
       for (;;) {
         SPI_cursor_fetch(portal, true, es::kFoldFetch);
         uint64 fetched = SPI_processed;
@@ -278,6 +283,7 @@ Datum es_fold_stream(PG_FUNCTION_ARGS) {
         }
         SPI_freetuptable(page);
       }
+      AtEOXact_GUC(true, nest);
       SPI_cursor_close(portal);
       if (!result_null) {
         MemoryContext saved = MemoryContextSwitchTo(result_cxt);

@@ -154,14 +154,18 @@ StoreState *store_state(Oid store, Oid position_seq) {
   return state;
 }
 
-// Locks the store (AccessShareLock, to the end of the poll) so that a concurrent
-// es.drop_event_table cannot pull it and its sequence away mid-poll; false when it is being
-// dropped right now or is gone: skip it this time.
+// Locks the store (to the end of the poll) so that a concurrent es.drop_event_table cannot
+// pull it and its sequence away mid-poll; false when it is being dropped right now, is gone,
+// or a transaction holds a SHARE (ROW EXCLUSIVE) lock on it: skip it this time. The mode is
+// RowExclusiveLock, not AccessShareLock, because lookup_store prepares the store's INSERT
+// plan, which takes RowExclusiveLock: upgrading to it unconditionally mid-poll deadlocked with
+// a transaction that held SHARE ROW EXCLUSIVE (an inline projection created) and then asked
+// for ACCESS EXCLUSIVE (DROP TRIGGER of a route or projection).
 bool lock_store(Oid store) {
   return pg_call([&] {
-    if (!ConditionalLockRelationOid(store, AccessShareLock)) return false;
+    if (!ConditionalLockRelationOid(store, RowExclusiveLock)) return false;
     if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(store))) return true;
-    UnlockRelationOid(store, AccessShareLock);
+    UnlockRelationOid(store, RowExclusiveLock);
     return false;
   });
 }

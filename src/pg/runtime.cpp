@@ -12,6 +12,16 @@ int append_trigger_depth = 0;   // pg_trigger_depth() where that INSERT runs
 int rewrite_depth = 0;
 CallerFrame caller_frame = {false, InvalidOid, 0};
 Oid owner_namespace = InvalidOid;
+int spi_depth = 0;                     // nesting of SpiConnection
+char *outer_search_path = nullptr;     // the caller's search_path (TopMemoryContext)
+
+// Opens a GUC nest level with search_path set to `path` (AtEOXact_GUC closes it).
+int push_search_path(const char *path) {
+  int nest = NewGUCNestLevel();
+  set_config_option("search_path", path, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+                    false);
+  return nest;
+}
 Oid owner_role = InvalidOid;
 
 void invalidate_store(Datum, Oid relid) {
@@ -173,6 +183,9 @@ AsExtensionOwner::~AsExtensionOwner() {
 }
 
 AsCaller::AsCaller() {
+  guc_nest_ = pg_call([] {
+    return outer_search_path ? push_search_path(outer_search_path) : NewGUCNestLevel();
+  });
   GetUserIdAndSecContext(&saved_user_, &saved_context_);
   saved_frame_ = caller_frame;
   int context = saved_context_;
@@ -188,6 +201,8 @@ AsCaller::AsCaller() {
 AsCaller::~AsCaller() {
   caller_frame = saved_frame_;
   SetUserIdAndSecContext(saved_user_, saved_context_);
+  // On the error path the (sub)transaction abort pops the GUC nest level.
+  if (std::uncaught_exceptions() == 0) AtEOXact_GUC(true, guc_nest_);
 }
 
 AsUser::AsUser(Oid user, int security_context) {
@@ -228,19 +243,38 @@ void reset_scopes() {
   append_trigger_depth = 0;
   rewrite_depth = 0;
   caller_frame = CallerFrame{false, InvalidOid, 0};
+  spi_depth = 0;
+  if (outer_search_path) pfree(outer_search_path);
+  outer_search_path = nullptr;
 }
 
 SpiConnection::SpiConnection() {
-  pg_call([] {
+  guc_nest_ = pg_call([] {
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pg_eventstore: SPI_connect failed");
+    if (spi_depth == 0) {
+      if (outer_search_path) pfree(outer_search_path);
+      outer_search_path = MemoryContextStrdup(TopMemoryContext, namespace_search_path);
+    }
+    return push_search_path("pg_catalog, pg_temp");
   });
+  ++spi_depth;
 }
 
-// On the error path the transaction is about to abort, and abort cleans SPI up; calling into
-// SPI with a half-unwound executor is exactly what we must not do.
+// On the error path the transaction is about to abort, and abort cleans SPI and the GUC nest
+// level up; calling into SPI with a half-unwound executor is exactly what we must not do.
 SpiConnection::~SpiConnection() {
-  if (std::uncaught_exceptions() == 0) SPI_finish();
+  --spi_depth;
+  if (std::uncaught_exceptions() == 0) {
+    AtEOXact_GUC(true, guc_nest_);
+    SPI_finish();
+  }
+  if (spi_depth == 0 && outer_search_path) {
+    pfree(outer_search_path);
+    outer_search_path = nullptr;
+  }
 }
+
+const char *caller_search_path() { return outer_search_path; }
 
 void check_non_negative(const char *argument, int64 value) {
   if (value < 0)

@@ -64,6 +64,7 @@ class AsCaller {
   Oid user() const { return user_; }
 
  private:
+  int guc_nest_;
   Oid saved_user_;
   int saved_context_;
   CallerFrame saved_frame_;
@@ -113,14 +114,24 @@ class RewriteScope {
 };
 bool rewrite_allowed();
 
-// Connects SPI for the lifetime of the object.
+// Connects SPI for the lifetime of the object, with search_path fixed to pg_catalog, pg_temp:
+// a kept plan is re-parsed under the search_path current when it runs (plancache.c
+// RevalidateCachedQuery), so fixing it at prepare time alone would let a caller's objects
+// into plans that run as the extension owner.
 class SpiConnection {
  public:
   SpiConnection();
   ~SpiConnection();
   SpiConnection(const SpiConnection &) = delete;
   SpiConnection &operator=(const SpiConnection &) = delete;
+
+ private:
+  int guc_nest_;
 };
+
+// The search_path of the caller of the outermost SpiConnection (nullptr outside one): user
+// code (handlers, reducers) runs with it again.
+const char *caller_search_path();
 
 // Raises ES018 for a negative count argument.
 void check_non_negative(const char *argument, int64 value);

@@ -255,6 +255,8 @@ RETURNS void
 BEGIN
     PERFORM es._outbox_check_topic(topic);
     PERFORM es._check_store(store);
+    -- A route publishes the store's events: only a role that may read them may set one up.
+    PERFORM es._require_store_privilege(es._session_role(), store, 'SELECT', 'route');
     IF event_types IS NOT NULL AND (cardinality(event_types) = 0 OR array_position(event_types, NULL) IS NOT NULL) THEN
         RAISE EXCEPTION 'event_types must be NULL or a non-empty array without NULLs'
             USING ERRCODE = 'ES044';
@@ -393,6 +395,7 @@ DECLARE
     horizon    bigint;
     intake     bigint;
     head       bigint;
+    unreadable regclass;
 BEGIN
     IF max_count IS NULL OR max_count < 0 THEN
         RAISE EXCEPTION 'max_count must not be NULL or negative' USING ERRCODE = 'ES044',
@@ -410,6 +413,14 @@ BEGIN
     END IF;
     PERFORM es._outbox_check_topic(topic);
     g := es._outbox_lock_group(consumer_group, topic);
+    -- Routed messages carry events: claiming them needs SELECT on every store routed here.
+    FOR unreadable IN SELECT r.store FROM es._outbox_routes r
+                       WHERE r.topic = outbox_claim.topic
+                         AND NOT has_table_privilege(es._session_role(), r.store, 'SELECT')
+                       ORDER BY r.store::oid LIMIT 1 LOOP
+        PERFORM es._require_store_privilege(es._session_role(), unreadable, 'SELECT',
+                                            'claim messages routed from');
+    END LOOP;
     IF max_count = 0 THEN
         RETURN;
     END IF;
@@ -570,8 +581,10 @@ CREATE VIEW es.outbox_dead_letters AS
            d.last_error, d.failed_at
       FROM es._outbox_dead d
       JOIN es._outbox_groups g USING (group_id)
-      JOIN es._outbox_messages m ON m.id = d.message_id;
-COMMENT ON VIEW es.outbox_dead_letters IS 'Messages that failed max_attempts times, per consumer group';
+      JOIN es._outbox_messages m ON m.id = d.message_id
+     WHERE es._may_read_routed(m.headers, current_user);
+COMMENT ON VIEW es.outbox_dead_letters IS
+    'Messages that failed max_attempts times, per consumer group (routed ones: of readable stores)';
 
 -- Re-drives dead letters of the group (NULL ids: all): each is handed out again, outside its
 -- key's order, with a fresh attempt count. Returns how many. Errors: ES040, ES044.
@@ -671,9 +684,10 @@ CREATE VIEW es.outbox_debezium AS
            m.payload,
            m.headers,
            m.published_at
-      FROM es._outbox_messages m;
+      FROM es._outbox_messages m
+     WHERE es._may_read_routed(m.headers, current_user);
 COMMENT ON VIEW es.outbox_debezium IS
-    'Outbox messages in the Debezium outbox shape (id, aggregatetype, aggregateid, type, payload)';
+    'Outbox messages in the Debezium outbox shape (id, aggregatetype, aggregateid, type, payload); routed ones only of readable stores';
 
 -- Relay hook (src/pg/relay.cpp calls es._relay_poll(), which includes these rows): one row per
 -- topic with messages committed since the previous call in this backend; payload = the

@@ -31,6 +31,15 @@ CREATE TABLE es._projections (
 CREATE INDEX ON es._projections (store) WHERE mode = 'inline';
 COMMENT ON TABLE es._projections IS 'Registry and checkpoints of projections (internal)';
 SELECT pg_catalog.pg_extension_config_dump('es._projections', '');
+-- Registering a projection directly in the registry needs SELECT on its store too (a handler
+-- gets its events); every row stays visible. The extension owner (and pg_restore) bypass RLS.
+ALTER TABLE es._projections ENABLE ROW LEVEL SECURITY;
+CREATE POLICY projections_read ON es._projections FOR SELECT USING (true);
+CREATE POLICY projections_delete ON es._projections FOR DELETE USING (true);
+CREATE POLICY projections_insert ON es._projections FOR INSERT
+    WITH CHECK (pg_catalog.has_table_privilege(store, 'SELECT'));
+CREATE POLICY projections_update ON es._projections FOR UPDATE
+    USING (true) WITH CHECK (pg_catalog.has_table_privilege(store, 'SELECT'));
 
 -- The canonical, schema-qualified signature text of a function, as stored in the registries.
 CREATE FUNCTION es._procedure_name(fn regprocedure) RETURNS text
@@ -161,6 +170,8 @@ BEGIN
             HINT = 'Pass NULL for every type.';
     END IF;
     PERFORM es._check_store(store);
+    -- The handler gets every matching event: only a role that may read them may register it.
+    PERFORM es._require_store_privilege(current_user, store, 'SELECT', 'project');
     PERFORM es._check_function(handler, ARRAY['es.event'::regtype], 'void', 'projection handler', 'ES053');
     IF reset_handler IS NOT NULL THEN
         PERFORM es._check_function(reset_handler, ARRAY[]::regtype[], 'void', 'reset handler', 'ES053');
@@ -233,6 +244,7 @@ CREATE FUNCTION es._projection_backlog(store regclass, after bigint, upto bigint
                                        OUT events bigint, OUT oldest timestamptz)
     LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    PERFORM es._require_store_privilege(es._session_role(), store, 'SELECT', 'count events of');
     IF upto <= after THEN
         events := 0;
         RETURN;
@@ -256,7 +268,8 @@ DECLARE
     oldest timestamptz;
 BEGIN
     SELECT * INTO p FROM es._projections r WHERE r.name = _projection_progress.name;
-    IF NOT FOUND THEN
+    -- Head and lag stay NULL for a store the session's role may not read.
+    IF NOT FOUND OR NOT has_table_privilege(es._session_role(), p.store, 'SELECT') THEN
         RETURN;
     END IF;
     head := es.head_position(p.store);

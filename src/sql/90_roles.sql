@@ -149,3 +149,15 @@ GRANT EXECUTE ON FUNCTION
     es.outbox_retry_dead(text, bigint[]),
     es.outbox_purge(interval)
     TO es_admin;
+
+-- Security helpers (src/sql/05_security.sql): the outbox views filter routed messages by the
+-- reader's SELECT privilege on their store.
+GRANT EXECUTE ON FUNCTION
+    es._session_role(),
+    es._may_read_routed(jsonb, name),
+    es._require_store_privilege(name, regclass, text, text)
+    TO es_reader, es_writer, es_admin;
+
+-- Statistics (src/sql/85_stats.sql): readers see es.stats; store counts need SELECT on the store.
+GRANT SELECT ON es.stats TO es_reader;
+GRANT EXECUTE ON FUNCTION es._stats_store(regclass), es._stats_outbox() TO es_reader;
