@@ -1,15 +1,66 @@
--- pg_eventstore 0.1.0 -> 0.2.0 (the outbox, subscriptions, projections, state and snapshots,
--- store notifications). Frozen once 0.2.0 is released; until then it must follow src/sql:
--- test/t/040_upgrade.pl compares an updated database with a fresh 0.2.0 install and prints
--- every difference.
+-- pg_eventstore 0.1.0 -> 0.2.0: the outbox, subscriptions, projections, state and snapshots,
+-- store notifications, statistics and the privilege helpers. Frozen once 0.2.0 is released;
+-- until then it follows src/sql: test/t/040_upgrade.pl compares a database updated with it to
+-- a fresh 0.2.0 install and prints every difference.
 --
--- What changed since 0.1.0 (src/sql at the 0.1.0 release):
---   new   40_outbox, 50_subscriptions, 60_projections, 70_state, 95_relay (copied in order)
---   80_maintenance  es.maintain() also purges outbox messages (CREATE OR REPLACE keeps grants)
---   90_roles        new functions start revoked from PUBLIC; the grants of the new areas
--- Unchanged: 00_schema, 10_event_tables (so the guard triggers of es.events and of user event
--- tables stay as they are), 20_append, 30_read, and every C symbol 0.1.0 references.
+-- What changed in src/sql since 0.1.0 (src/sql at commit 01af303), in install order:
+--   new      05_security, 40_outbox, 50_subscriptions, 60_projections, 70_state, 85_stats,
+--            95_relay: copied as they are
+--   changed  80_maintenance: es.maintain() also purges outbox messages (CREATE OR REPLACE
+--            keeps its grants); 90_roles: the new functions start revoked from PUBLIC, and
+--            the grants of the new areas (the blocks appended since 0.1.0)
+-- Unchanged: 00_schema, 10_event_tables, 20_append, 30_read. So the guard triggers of
+-- es.events and of user event tables stay as 0.1.0 made them (were a trigger to change, loop
+-- over es._stores here and re-create it on every store), and the 0.2.0 library still exports
+-- every C function 0.1.0 names.
 \echo Use "ALTER EXTENSION pg_eventstore UPDATE" to load this file. \quit
+
+-- ======== src/sql/05_security.sql (new) ========
+
+-- Privilege helpers (API.md §8: no function lets a role read or write a store it has no grant
+-- on). SECURITY DEFINER functions run as the extension owner, so inside them current_user
+-- cannot say who called: they check the session's role instead (SET ROLE, else the session
+-- user), which SET ROLE cannot change inside a SECURITY DEFINER function. Views and
+-- SECURITY INVOKER functions check current_user as usual.
+
+-- The role SECURITY DEFINER functions check store privileges for: the session's current role.
+CREATE FUNCTION es._session_role() RETURNS name
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN pg_catalog.current_setting('role') = 'none' THEN session_user
+                ELSE pg_catalog.current_setting('role')::pg_catalog.name END
+$$;
+COMMENT ON FUNCTION es._session_role() IS
+    'The session''s current role, whose store privileges SECURITY DEFINER functions check (internal)';
+
+-- Raises 42501 unless `role` holds `privilege` on event table `store`; `what` says what was refused.
+CREATE FUNCTION es._require_store_privilege(role name, store regclass, privilege text, what text)
+RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT has_table_privilege(role, store, privilege) THEN
+        RAISE EXCEPTION 'permission denied to % event table %', what, store
+            USING ERRCODE = '42501',
+                  DETAIL = format('Role %s has no %s privilege on it.', quote_ident(role), privilege),
+                  HINT = 'GRANT the table privilege on the store to the role.';
+    END IF;
+END $$;
+COMMENT ON FUNCTION es._require_store_privilege(name, regclass, text, text) IS
+    'Raises 42501 unless a role holds a privilege on an event table (internal)';
+
+-- False when `headers` names (as routed outbox messages do, key "store") an event table that
+-- `role` may not SELECT from: a routed message carries the event, so reading it is reading
+-- the store. Messages without that header, or naming no event table, are readable.
+CREATE FUNCTION es._may_read_routed(headers jsonb, role name) RETURNS boolean
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT $1 ->> 'store' IS NULL
+        OR NOT EXISTS (SELECT 1 FROM es._stores s
+                         JOIN pg_class c ON c.oid = s.store
+                         JOIN pg_namespace n ON n.oid = c.relnamespace
+                        WHERE format('%I.%I', n.nspname, c.relname) = $1 ->> 'store'
+                          AND NOT has_table_privilege($2, s.store, 'SELECT'))
+$$;
+COMMENT ON FUNCTION es._may_read_routed(jsonb, name) IS
+    'Whether a role may read an outbox message routed from an event table (internal)';
 
 -- ======== src/sql/40_outbox.sql (new) ========
 
@@ -270,6 +321,8 @@ RETURNS void
 BEGIN
     PERFORM es._outbox_check_topic(topic);
     PERFORM es._check_store(store);
+    -- A route publishes the store's events: only a role that may read them may set one up.
+    PERFORM es._require_store_privilege(es._session_role(), store, 'SELECT', 'route');
     IF event_types IS NOT NULL AND (cardinality(event_types) = 0 OR array_position(event_types, NULL) IS NOT NULL) THEN
         RAISE EXCEPTION 'event_types must be NULL or a non-empty array without NULLs'
             USING ERRCODE = 'ES044';
@@ -408,6 +461,7 @@ DECLARE
     horizon    bigint;
     intake     bigint;
     head       bigint;
+    unreadable regclass;
 BEGIN
     IF max_count IS NULL OR max_count < 0 THEN
         RAISE EXCEPTION 'max_count must not be NULL or negative' USING ERRCODE = 'ES044',
@@ -425,6 +479,14 @@ BEGIN
     END IF;
     PERFORM es._outbox_check_topic(topic);
     g := es._outbox_lock_group(consumer_group, topic);
+    -- Routed messages carry events: claiming them needs SELECT on every store routed here.
+    FOR unreadable IN SELECT r.store FROM es._outbox_routes r
+                       WHERE r.topic = outbox_claim.topic
+                         AND NOT has_table_privilege(es._session_role(), r.store, 'SELECT')
+                       ORDER BY r.store::oid LIMIT 1 LOOP
+        PERFORM es._require_store_privilege(es._session_role(), unreadable, 'SELECT',
+                                            'claim messages routed from');
+    END LOOP;
     IF max_count = 0 THEN
         RETURN;
     END IF;
@@ -585,8 +647,10 @@ CREATE VIEW es.outbox_dead_letters AS
            d.last_error, d.failed_at
       FROM es._outbox_dead d
       JOIN es._outbox_groups g USING (group_id)
-      JOIN es._outbox_messages m ON m.id = d.message_id;
-COMMENT ON VIEW es.outbox_dead_letters IS 'Messages that failed max_attempts times, per consumer group';
+      JOIN es._outbox_messages m ON m.id = d.message_id
+     WHERE es._may_read_routed(m.headers, current_user);
+COMMENT ON VIEW es.outbox_dead_letters IS
+    'Messages that failed max_attempts times, per consumer group (routed ones: of readable stores)';
 
 -- Re-drives dead letters of the group (NULL ids: all): each is handed out again, outside its
 -- key's order, with a fresh attempt count. Returns how many. Errors: ES040, ES044.
@@ -686,9 +750,10 @@ CREATE VIEW es.outbox_debezium AS
            m.payload,
            m.headers,
            m.published_at
-      FROM es._outbox_messages m;
+      FROM es._outbox_messages m
+     WHERE es._may_read_routed(m.headers, current_user);
 COMMENT ON VIEW es.outbox_debezium IS
-    'Outbox messages in the Debezium outbox shape (id, aggregatetype, aggregateid, type, payload)';
+    'Outbox messages in the Debezium outbox shape (id, aggregatetype, aggregateid, type, payload); routed ones only of readable stores';
 
 -- Relay hook (src/pg/relay.cpp calls es._relay_poll(), which includes these rows): one row per
 -- topic with messages committed since the previous call in this backend; payload = the
@@ -971,6 +1036,15 @@ CREATE TABLE es._projections (
 CREATE INDEX ON es._projections (store) WHERE mode = 'inline';
 COMMENT ON TABLE es._projections IS 'Registry and checkpoints of projections (internal)';
 SELECT pg_catalog.pg_extension_config_dump('es._projections', '');
+-- Registering a projection directly in the registry needs SELECT on its store too (a handler
+-- gets its events); every row stays visible. The extension owner (and pg_restore) bypass RLS.
+ALTER TABLE es._projections ENABLE ROW LEVEL SECURITY;
+CREATE POLICY projections_read ON es._projections FOR SELECT USING (true);
+CREATE POLICY projections_delete ON es._projections FOR DELETE USING (true);
+CREATE POLICY projections_insert ON es._projections FOR INSERT
+    WITH CHECK (pg_catalog.has_table_privilege(store, 'SELECT'));
+CREATE POLICY projections_update ON es._projections FOR UPDATE
+    USING (true) WITH CHECK (pg_catalog.has_table_privilege(store, 'SELECT'));
 
 -- The canonical, schema-qualified signature text of a function, as stored in the registries.
 CREATE FUNCTION es._procedure_name(fn regprocedure) RETURNS text
@@ -1101,6 +1175,8 @@ BEGIN
             HINT = 'Pass NULL for every type.';
     END IF;
     PERFORM es._check_store(store);
+    -- The handler gets every matching event: only a role that may read them may register it.
+    PERFORM es._require_store_privilege(current_user, store, 'SELECT', 'project');
     PERFORM es._check_function(handler, ARRAY['es.event'::regtype], 'void', 'projection handler', 'ES053');
     IF reset_handler IS NOT NULL THEN
         PERFORM es._check_function(reset_handler, ARRAY[]::regtype[], 'void', 'reset handler', 'ES053');
@@ -1173,6 +1249,7 @@ CREATE FUNCTION es._projection_backlog(store regclass, after bigint, upto bigint
                                        OUT events bigint, OUT oldest timestamptz)
     LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    PERFORM es._require_store_privilege(es._session_role(), store, 'SELECT', 'count events of');
     IF upto <= after THEN
         events := 0;
         RETURN;
@@ -1196,7 +1273,8 @@ DECLARE
     oldest timestamptz;
 BEGIN
     SELECT * INTO p FROM es._projections r WHERE r.name = _projection_progress.name;
-    IF NOT FOUND THEN
+    -- Head and lag stay NULL for a store the session's role may not read.
+    IF NOT FOUND OR NOT has_table_privilege(es._session_role(), p.store, 'SELECT') THEN
         RETURN;
     END IF;
     head := es.head_position(p.store);
@@ -1691,6 +1769,71 @@ END $$;
 COMMENT ON FUNCTION es.maintain() IS
     'Purges expired idempotency keys and outbox messages every group acked over a day ago';
 
+-- ======== src/sql/85_stats.sql (new) ========
+
+-- Operations: es.stats (API.md §8), one row per store, consumer group and projection.
+
+-- Per event table: events, streams and events recorded in the last minute. NULLs for a store
+-- the caller may not read (the counts run with the caller's rights).
+CREATE FUNCTION es._stats_store(store regclass, OUT events bigint, OUT streams bigint,
+                                OUT appended_last_minute bigint)
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT has_table_privilege(store, 'SELECT') THEN
+        RETURN;
+    END IF;
+    EXECUTE format('SELECT count(*), count(DISTINCT stream_id),'
+                   ' count(*) FILTER (WHERE recorded_at > pg_catalog.now() - interval ''1 minute'')'
+                   ' FROM %s', store)
+        INTO events, streams, appended_last_minute;
+END $$;
+COMMENT ON FUNCTION es._stats_store(regclass) IS
+    'Events, streams and events of the last minute of an event table (internal)';
+
+-- Per consumer group and topic: messages not yet acked (handed out, waiting, or not yet taken
+-- in), the age of the oldest of them, and dead letters. Counts only, no payloads.
+CREATE FUNCTION es._stats_outbox()
+RETURNS TABLE (consumer_group text, topic text, backlog bigint, oldest_unacked_age interval,
+               dead_letters bigint)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT g.consumer_group, g.topic, count(u.id), now() - min(u.published_at),
+           (SELECT count(*) FROM es._outbox_dead d WHERE d.group_id = g.group_id)
+      FROM es._outbox_groups g
+      LEFT JOIN LATERAL (
+          SELECT m.id, m.published_at FROM es._outbox_messages m
+           WHERE m.topic = g.topic AND m.id > g.intake_id
+          UNION ALL
+          SELECT m.id, m.published_at FROM es._outbox_lanes l
+            JOIN es._outbox_messages m
+              ON m.id = l.head_id
+              OR (l.lane_key IS NOT NULL AND m.topic = g.topic AND m.key = l.lane_key
+                  AND m.id > l.head_id AND m.id <= l.tail_id)
+           WHERE l.group_id = g.group_id) u ON true
+     GROUP BY g.group_id, g.consumer_group, g.topic
+$$;
+COMMENT ON FUNCTION es._stats_outbox() IS
+    'Backlog, oldest unacked age and dead letters of each outbox consumer group (internal)';
+
+-- kind 'store'      name = event table: events, streams, appended_last_minute
+-- kind 'outbox'     name = consumer group, topic: backlog, oldest_unacked_age, dead_letters
+-- kind 'projection' name = projection: lag_events, lag_seconds (NULL: store not readable)
+CREATE VIEW es.stats AS
+SELECT 'store'::text AS kind, s.store::text AS name, NULL::text AS topic,
+       st.events, st.streams, st.appended_last_minute,
+       NULL::bigint AS backlog, NULL::interval AS oldest_unacked_age, NULL::bigint AS dead_letters,
+       NULL::bigint AS lag_events, NULL::double precision AS lag_seconds
+  FROM es._stores s CROSS JOIN LATERAL es._stats_store(s.store) st
+UNION ALL
+SELECT 'outbox', o.consumer_group, o.topic, NULL, NULL, NULL,
+       o.backlog, o.oldest_unacked_age, o.dead_letters, NULL, NULL
+  FROM es._stats_outbox() o
+UNION ALL
+SELECT 'projection', p.name, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       p.lag_events, p.lag_seconds
+  FROM es.projections p;
+COMMENT ON VIEW es.stats IS
+    'Operational statistics: per store events, streams, append rate; outbox backlog, oldest unacked age, dead letters; projection lag';
+
 -- ======== src/sql/90_roles.sql (changed: grants of the new areas) ========
 
 -- A fresh install revokes every function in schema es from PUBLIC after creating them all
@@ -1812,6 +1955,18 @@ GRANT EXECUTE ON FUNCTION
     es.outbox_retry_dead(text, bigint[]),
     es.outbox_purge(interval)
     TO es_admin;
+
+-- Security helpers (src/sql/05_security.sql): the outbox views filter routed messages by the
+-- reader's SELECT privilege on their store.
+GRANT EXECUTE ON FUNCTION
+    es._session_role(),
+    es._may_read_routed(jsonb, name),
+    es._require_store_privilege(name, regclass, text, text)
+    TO es_reader, es_writer, es_admin;
+
+-- Statistics (src/sql/85_stats.sql): readers see es.stats; store counts need SELECT on the store.
+GRANT SELECT ON es.stats TO es_reader;
+GRANT EXECUTE ON FUNCTION es._stats_store(regclass), es._stats_outbox() TO es_reader;
 
 -- ======== src/sql/95_relay.sql (new) ========
 
