@@ -13,6 +13,7 @@
 use strict;
 use warnings;
 use File::Basename qw(dirname basename);
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
