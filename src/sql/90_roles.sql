@@ -54,3 +54,9 @@ GRANT EXECUTE ON FUNCTION
     es.maintain(),
     es._idempotency_retention_seconds()
     TO es_admin;
+
+-- Redaction (src/sql/82_redaction.sql): admins only. The UPDATE privilege on a store is the
+-- right to redact it; the append-only guard still refuses every plain UPDATE.
+GRANT UPDATE ON es.events TO es_admin;
+GRANT SELECT ON es.redactions TO es_admin;
+GRANT EXECUTE ON FUNCTION es.redact_stream(text, text, regclass) TO es_admin;
