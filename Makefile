@@ -36,6 +36,9 @@ override CXXFLAGS += -std=c++17 -Wall -Wextra -Wno-register -Wno-missing-field-i
                      -Wno-unused-parameter -fno-omit-frame-pointer $(ES_CXXFLAGS)
 override CPPFLAGS := $(PG_CPPFLAGS) $(CPPFLAGS)
 
+# Every object depends on every header: the tree is small, stale objects are not.
+$(OBJS): $(wildcard src/core/*.hpp src/pg/*.hpp)
+
 # `make SANITIZE=1`: AddressSanitizer + UBSan build. Only for test/sanitize.sh, which builds it
 # in a copy of the tree and runs the server with the ASan runtime preloaded.
 ifeq ($(SANITIZE),1)

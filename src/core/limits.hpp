@@ -26,6 +26,9 @@ constexpr const char *kInvalidIdempotencyKey = "ES019";
 constexpr const char *kAppendOnly = "ES020";
 constexpr const char *kInvalidDirectInsert = "ES021";
 constexpr const char *kSerializableRead = "ES022";
+constexpr const char *kPositionLimit = "ES023";
+constexpr const char *kStandbyRead = "ES024";
+constexpr const char *kPositionSequenceAltered = "ES025";
 }  // namespace sqlstate
 
 }  // namespace es

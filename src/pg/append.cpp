@@ -213,21 +213,51 @@ int64 current_version(const StoreInfo &info, text *stream) {
   });
 }
 
-// Inserts one event; false when (stream, version) is already taken.
-bool insert_event(const StoreInfo &info, Datum *args, const char *nulls) {
-  try {
-    return pg_call([&] {
+// Who called es.append: the event INSERT runs as this identity.
+struct Caller {
+  Oid user;
+  int security_context;
+};
+
+// True when `event_id` is already in the store (read as the extension owner: the caller may
+// hold INSERT without SELECT). The rare path after an insert that did nothing.
+bool event_id_taken(const StoreInfo &info, Datum event_id) {
+  std::string sql = std::string("SELECT 1 FROM ") + qualified_name(info.store) + " WHERE event_id = $1";
+  Oid types[1] = {UUIDOID};
+  SPIPlanPtr plan = prepare_fixed(sql.c_str(), 1, types);
+  return pg_call([&] {
+    Datum args[1] = {event_id};
+    if (SPI_execute_snapshot(plan, args, nullptr, GetLatestSnapshot(), InvalidSnapshot, false,
+                             false, 1) != SPI_OK_SELECT)
+      elog(ERROR, "pg_eventstore: event id lookup failed");
+    return SPI_processed == 1;
+  });
+}
+
+// Inserts one event as the caller (whose INSERT privilege was checked), so the store owner's
+// triggers, defaults and constraints never run with the extension owner's rights. The INSERT
+// says ON CONFLICT DO NOTHING without a conflict target (a target would need SELECT on its
+// columns, which a writer need not have); a row that was not inserted is told apart here.
+// Returns false when (stream, version) is already taken; raises ES003 for a taken event id.
+bool insert_event(const StoreInfo &info, Datum *args, const char *nulls, const Caller &caller) {
+  bool inserted;
+  {
+    AsUser as_caller(caller.user, caller.security_context);
+    AppendInsert marker(info.store);
+    inserted = pg_call([&] {
       int rc = SPI_execute_plan(info.insert_event, args, nulls, false, 0);
       if (rc != SPI_OK_INSERT) elog(ERROR, "pg_eventstore: event insert failed");
       return SPI_processed == 1;
     });
-  } catch (const PgError &e) {
-    if (e.data->sqlerrcode == ERRCODE_UNIQUE_VIOLATION && e.data->detail != nullptr &&
-        strstr(e.data->detail, "(event_id)") != nullptr)
-      raise(sqlstate::kDuplicateEventId, "event id already exists in the store",
-            e.data->detail, "Supply a new id, or none to have one generated.");
-    throw;
   }
+  if (inserted) return true;
+  if (event_id_taken(info, args[3])) {
+    const char *id = pg_call([&] { return DatumGetCString(DirectFunctionCall1(uuid_out, args[3])); });
+    raise(sqlstate::kDuplicateEventId, "event id already exists in the store",
+          std::string("Key (event_id)=(") + id + ") already exists.",
+          "Supply a new id, or none to have one generated.");
+  }
+  return false;
 }
 
 AppendResult append(text *stream, std::optional<int64> expected, std::vector<EventInput> &events,
@@ -235,8 +265,9 @@ AppendResult append(text *stream, std::optional<int64> expected, std::vector<Eve
   SpiConnection spi;
   StoreInfo *info = lookup_store(store);
   require_privilege(store, ACL_INSERT, "append to");
+  Caller caller;
+  GetUserIdAndSecContext(&caller.user, &caller.security_context);
   AsExtensionOwner owner;
-  AppendScope scope;
   register_appender(*info);
 
   if (key != nullptr)
@@ -285,7 +316,7 @@ AppendResult append(text *stream, std::optional<int64> expected, std::vector<Eve
         if (ev.metadata) args[6] = jsonb_datum(ev.metadata);
         else nulls[6] = 'n';
       }
-      if (!insert_event(*info, args, nulls)) {
+      if (!insert_event(*info, args, nulls, caller)) {
         if (i != 0 || expected.has_value() || attempt >= kMaxAnyVersionRetries) {
           if (stream_name.empty()) stream_name = pg_call([&] { return text_to_cstring(stream); });
           int64 now_actual = current_version(*info, stream);

@@ -1,7 +1,7 @@
 // The append-only guard triggers of event tables (API.md §1).
 //  es._guard_modify: UPDATE, DELETE and TRUNCATE fail for every role (ENABLE ALWAYS, so not even
 //    session_replication_role = replica skips it); only es.redact_stream opens it.
-//  es._guard_insert: rows from es.append pass untouched; a plain INSERT or COPY (pg_restore)
+//  es._guard_insert: rows of es.append's own INSERT pass untouched; a plain INSERT or COPY (pg_restore)
 //    goes through the same checks: the position is allocated (or, when given, registered and
 //    checked against the global order), the stream id and type are validated.
 //  es._check_version_chain: after a plain INSERT, every version above 1 must have its
@@ -73,15 +73,19 @@ int64 check_plain_insert(Relation rel, HeapTuple row, int gp_col) {
       return allocate_position(*info);
     }
     // An explicit position (pg_restore, migrations): register it first, then make sure no
-    // reader can have passed it already, then move the sequence beyond it.
+    // reader can have passed it already, then move the sequence beyond it. Readers can only
+    // have seen rows other transactions committed, so this transaction's own rows do not count:
+    // a COPY may bring a store's rows in any order (heap order is not position order).
     int64 gp = DatumGetInt64(position);
     if (gp < 1)
       raise(sqlstate::kInvalidDirectInsert, "global_position must be 1 or more");
     register_appender(*info, gp);
     SPIPlanPtr plan = max_position_plan(*info);
     int64 max_visible = pg_call([&]() -> int64 {
-      if (SPI_execute_snapshot(plan, nullptr, nullptr, GetLatestSnapshot(), InvalidSnapshot,
-                               false, false, 1) != SPI_OK_SELECT)
+      Snapshot others = GetLatestSnapshot();
+      others->curcid = FirstCommandId;  // hides every row this transaction inserted
+      if (SPI_execute_snapshot(plan, nullptr, nullptr, others, InvalidSnapshot,
+                               true /* read_only: keep curcid */, false, 1) != SPI_OK_SELECT)
         elog(ERROR, "pg_eventstore: position check failed");
       bool null_max;
       Datum m = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &null_max);
@@ -90,7 +94,7 @@ int64 check_plain_insert(Relation rel, HeapTuple row, int gp_col) {
     if (gp <= max_visible)
       raise(sqlstate::kInvalidDirectInsert,
                 "global_position " + std::to_string(gp) + " is not above the store's last position",
-                "The store already holds position " + std::to_string(max_visible) + ".",
+                "The store already holds committed position " + std::to_string(max_visible) + ".",
                 "Leave global_position NULL to have it assigned, or append with es.append().");
     advance_sequence_to(*info, gp);
     return int64{0};
@@ -124,9 +128,9 @@ Datum es_guard_insert(PG_FUNCTION_ARGS) {
   return es::guarded([&] {
     TriggerData *td = es::trigger_data(fcinfo);
     HeapTuple row = td->tg_trigtuple;
-    if (es::in_append()) return PointerGetDatum(row);
-
     Relation rel = td->tg_relation;
+    if (es::is_append_insert(RelationGetRelid(rel), true)) return PointerGetDatum(row);
+
     TupleDesc desc = RelationGetDescr(rel);
     int gp_col = es::attnum(desc, "global_position");
     int64 assigned = es::check_plain_insert(rel, row, gp_col);

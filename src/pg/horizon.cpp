@@ -1,5 +1,7 @@
 #include "horizon.hpp"
 
+#include "../core/limits.hpp"
+
 extern "C" {
 #include "utils/fmgrprotos.h"
 }
@@ -42,21 +44,9 @@ int64 lowest_registration(Oid store) {
   return lowest;
 }
 
-int64 sequence_last_value(Oid seq) {
-  AsExtensionOwner owner;
-  return pg_call([&]() -> int64 {
-    LOCAL_FCINFO(fcinfo, 1);
-    InitFunctionCallInfoData(*fcinfo, nullptr, 1, InvalidOid, nullptr, nullptr);
-    fcinfo->args[0].value = ObjectIdGetDatum(seq);
-    fcinfo->args[0].isnull = false;
-    Datum last = pg_sequence_last_value(fcinfo);
-    return fcinfo->isnull ? 0 : DatumGetInt64(last);
-  });
-}
-
 void take_registration(Oid store, int64 position) {
   if (position > kMaxRegistrablePosition)
-    raise("ES023", "global position limit reached",
+    raise(sqlstate::kPositionLimit, "global position limit reached",
           "Positions above " + std::to_string(kMaxRegistrablePosition) +
               " cannot be registered in the global order.");
   pg_call([&] {
@@ -76,7 +66,49 @@ void take_registration(Oid store, int64 position) {
   });
 }
 
+// Registering "the sequence's last value + 1" is a lower bound of what this backend allocates
+// next only if the sequence hands out values one at a time, upwards: with CACHE > 1 a backend
+// allocates from its private cache, below the shared last value; CYCLE or a negative INCREMENT
+// go backwards. Refuse to append rather than break the order.
+void check_position_sequence(const StoreInfo &info) {
+  bool usable = true, cycle = false;
+  int64 cache = 1, increment = 1;
+  pg_call([&] {
+    HeapTuple tuple = SearchSysCache1(SEQRELID, ObjectIdGetDatum(info.position_seq));
+    if (!HeapTupleIsValid(tuple)) elog(ERROR, "cache lookup failed for sequence %u", info.position_seq);
+    auto *seq = reinterpret_cast<Form_pg_sequence>(GETSTRUCT(tuple));
+    cache = seq->seqcache;
+    increment = seq->seqincrement;
+    cycle = seq->seqcycle;
+    usable = cache == 1 && increment > 0 && !cycle;
+    ReleaseSysCache(tuple);
+  });
+  if (usable) return;
+  const char *seq_name = qualified_name(info.position_seq);
+  const char *store_name = qualified_name(info.store);
+  std::string seq_text = seq_name ? seq_name : std::to_string(info.position_seq);
+  raise(sqlstate::kPositionSequenceAltered,
+        std::string("the position sequence of event table ") + (store_name ? store_name : "?") +
+            " was altered",
+        "Sequence " + seq_text + " has CACHE " + std::to_string(cache) + ", INCREMENT " +
+            std::to_string(increment) + (cycle ? ", CYCLE" : ", NO CYCLE") +
+            "; the global order needs CACHE 1, a positive INCREMENT and NO CYCLE.",
+        "ALTER SEQUENCE " + seq_text + " CACHE 1 INCREMENT 1 NO CYCLE;");
+}
+
 }  // namespace
+
+int64 sequence_last_value(Oid seq) {
+  AsExtensionOwner owner;
+  return pg_call([&]() -> int64 {
+    LOCAL_FCINFO(fcinfo, 1);
+    InitFunctionCallInfoData(*fcinfo, nullptr, 1, InvalidOid, nullptr, nullptr);
+    fcinfo->args[0].value = ObjectIdGetDatum(seq);
+    fcinfo->args[0].isnull = false;
+    Datum last = pg_sequence_last_value(fcinfo);
+    return fcinfo->isnull ? 0 : DatumGetInt64(last);
+  });
+}
 
 void register_appender(const StoreInfo &info, int64 explicit_position) {
   int64 held = lowest_registration(info.store);
@@ -85,6 +117,7 @@ void register_appender(const StoreInfo &info, int64 explicit_position) {
     return;
   }
   if (held != 0) return;  // every later allocation is above what we already hold
+  check_position_sequence(info);
   // Register first, allocate second: a reader reads the sequence before the registrations,
   // so it either sees this registration or a sequence value below our position.
   take_registration(info.store, sequence_last_value(info.position_seq) + 1);
@@ -100,9 +133,16 @@ void advance_sequence_to(const StoreInfo &info, int64 position) {
   }
 }
 
-int64 safe_horizon(const StoreInfo &info) {
+int64 safe_horizon(const StoreInfo &info, int64 floor) {
+  // Appenders register in the primary's lock table; a standby cannot see them (and its copy of
+  // the sequence runs up to 32 values ahead of what was allocated).
+  if (RecoveryInProgress())
+    raise(sqlstate::kStandbyRead, "the global order cannot be read on a hot standby",
+          "A standby cannot see which transactions on the primary are still appending.",
+          "Read es.read_all and es.head_position on the primary.");
   // Sequence first, registrations second (see register_appender).
   int64 horizon = sequence_last_value(info.position_seq);
+  if (horizon <= floor) return horizon;  // nothing allocated above the reader's position
   pg_call([&] {
     LockData *locks = GetLockStatusData();
     for (int i = 0; i < locks->nelements; ++i) {
@@ -118,6 +158,20 @@ int64 safe_horizon(const StoreInfo &info) {
     }
   });
   return horizon;
+}
+
+bool horizon_registered() { return registration_count > 0; }
+
+// Plain PostgreSQL code (may ereport, never throws): the relay worker calls it.
+bool appenders_in_flight(Oid database) {
+  LockData *locks = GetLockStatusData();
+  for (int i = 0; i < locks->nelements; ++i) {
+    const LOCKTAG &tag = locks->locks[i].locktag;
+    if (tag.locktag_type == LOCKTAG_USERLOCK && tag.locktag_field1 == database &&
+        (tag.locktag_field4 & kRegistrationFlag) != 0 && locks->locks[i].holdMask != 0)
+      return true;
+  }
+  return false;
 }
 
 void horizon_subxact_abort(SubTransactionId sub) {

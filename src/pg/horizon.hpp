@@ -11,14 +11,27 @@ namespace es {
 void register_appender(const StoreInfo &info, int64 explicit_position = 0);
 
 // Highest position a reader may return now: every position at or below it is either committed
-// and visible to a snapshot taken afterwards, or will never become visible.
-int64 safe_horizon(const StoreInfo &info);
+// and visible to a snapshot taken afterwards, or will never become visible. A reader that
+// only wants positions above `floor` gets an answer at or below `floor` without the lock-table
+// scan when nothing above it was allocated yet (the idle tailing reader's poll).
+// Raises ES024 on a hot standby, where appenders' registrations are not visible.
+int64 safe_horizon(const StoreInfo &info, int64 floor = -1);
+
+// Last value the sequence handed out (0 before the first), read as the extension owner.
+int64 sequence_last_value(Oid seq);
 
 // Next value of the store's position sequence (no privilege check: callers checked).
 int64 allocate_position(const StoreInfo &info);
 
 // Moves the store's sequence to at least `position` (a plain INSERT brought its own).
 void advance_sequence_to(const StoreInfo &info, int64 position);
+
+// True when the current transaction holds a registration (it appended and may commit events).
+bool horizon_registered();
+
+// True when some transaction of `database` holds a registration (an append is in flight).
+// Plain PostgreSQL code: may ereport, never throws.
+bool appenders_in_flight(Oid database);
 
 void horizon_subxact_abort(SubTransactionId sub);
 void horizon_subxact_commit(SubTransactionId sub, SubTransactionId parent);

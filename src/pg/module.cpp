@@ -1,5 +1,6 @@
 // Module entry: magic block, GUCs, transaction callbacks, error reporting, small SQL helpers.
 #include "horizon.hpp"
+#include "relay.hpp"
 #include "runtime.hpp"
 
 #include "../core/limits.hpp"
@@ -71,6 +72,7 @@ void _PG_init(void) {
       "How long idempotency keys are kept before es.maintain() may purge them.", nullptr,
       &es::idempotency_retention_seconds, 7 * 24 * 3600, 60, INT_MAX, PGC_SUSET, GUC_UNIT_S,
       nullptr, nullptr, nullptr);
+  es::relay_init();
   MarkGUCPrefixReserved("pg_eventstore");
   RegisterXactCallback(es::on_xact, nullptr);
   RegisterSubXactCallback(es::on_subxact, nullptr);
@@ -84,7 +86,9 @@ Datum es_uuidv7(PG_FUNCTION_ARGS) { return es::guarded([&] {
 }); }
 
 PG_FUNCTION_INFO_V1(es_in_append);
-Datum es_in_append(PG_FUNCTION_ARGS) { PG_RETURN_BOOL(es::in_append()); }
+Datum es_in_append(PG_FUNCTION_ARGS) {
+  PG_RETURN_BOOL(es::is_append_insert(PG_GETARG_OID(0), false));
+}
 
 PG_FUNCTION_INFO_V1(es_idempotency_retention);
 Datum es_idempotency_retention(PG_FUNCTION_ARGS) {

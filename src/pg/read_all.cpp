@@ -52,7 +52,7 @@ Datum es_read_all(PG_FUNCTION_ARGS) {
     es::SpiConnection spi;
     es::StoreInfo *info = es::lookup_store(store);
     es::require_privilege(store, ACL_SELECT, "read");
-    int64 horizon = es::safe_horizon(*info);
+    int64 horizon = es::safe_horizon(*info, after);
     if (max_count == 0 || horizon <= after) return (Datum)0;
     Datum args[5];
     char nulls[6] = "     ";

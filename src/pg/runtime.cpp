@@ -7,9 +7,21 @@ namespace es {
 namespace {
 
 HTAB *store_cache = nullptr;
-int append_depth = 0;
+Oid append_store = InvalidOid;  // the store es.append is inserting into now
+int append_trigger_depth = 0;   // pg_trigger_depth() where that INSERT runs
 int rewrite_depth = 0;
+CallerFrame caller_frame = {false, InvalidOid, 0};
 Oid owner_namespace = InvalidOid;
+int spi_depth = 0;                     // nesting of SpiConnection
+char *outer_search_path = nullptr;     // the caller's search_path (TopMemoryContext)
+
+// Opens a GUC nest level with search_path set to `path` (AtEOXact_GUC closes it).
+int push_search_path(const char *path) {
+  int nest = NewGUCNestLevel();
+  set_config_option("search_path", path, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+                    false);
+  return nest;
+}
 Oid owner_role = InvalidOid;
 
 void invalidate_store(Datum, Oid relid) {
@@ -137,7 +149,7 @@ StoreInfo *lookup_store(Oid store) {
         ("INSERT INTO " + t +
          " (global_position, stream_id, stream_version, event_id, event_type, data, metadata)"
          " VALUES ($1, $2, $3, $4, $5, $6, $7)"
-         " ON CONFLICT (stream_id, stream_version) DO NOTHING")
+         " ON CONFLICT DO NOTHING")
             .c_str(),
         7, types);
   }
@@ -161,13 +173,65 @@ AsExtensionOwner::AsExtensionOwner() {
   GetUserIdAndSecContext(&saved_user_, &saved_context_);
   Oid owner = pg_call([] { return extension_owner(); });
   SetUserIdAndSecContext(owner, saved_context_ | SECURITY_LOCAL_USERID_CHANGE);
+  saved_frame_ = caller_frame;
+  if (!caller_frame.owner_active) caller_frame = CallerFrame{true, saved_user_, saved_context_};
 }
 
-AsExtensionOwner::~AsExtensionOwner() { SetUserIdAndSecContext(saved_user_, saved_context_); }
+AsExtensionOwner::~AsExtensionOwner() {
+  caller_frame = saved_frame_;
+  SetUserIdAndSecContext(saved_user_, saved_context_);
+}
 
-AppendScope::AppendScope() { ++append_depth; }
-AppendScope::~AppendScope() { --append_depth; }
-bool in_append() { return append_depth > 0; }
+AsCaller::AsCaller() {
+  guc_nest_ = pg_call([] {
+    return outer_search_path ? push_search_path(outer_search_path) : NewGUCNestLevel();
+  });
+  GetUserIdAndSecContext(&saved_user_, &saved_context_);
+  saved_frame_ = caller_frame;
+  int context = saved_context_;
+  user_ = saved_user_;
+  if (caller_frame.owner_active) {
+    user_ = caller_frame.user;
+    context = caller_frame.context;
+  }
+  caller_frame.owner_active = false;
+  SetUserIdAndSecContext(user_, context);
+}
+
+AsCaller::~AsCaller() {
+  caller_frame = saved_frame_;
+  SetUserIdAndSecContext(saved_user_, saved_context_);
+  // On the error path the (sub)transaction abort pops the GUC nest level.
+  if (std::uncaught_exceptions() == 0) AtEOXact_GUC(true, guc_nest_);
+}
+
+AsUser::AsUser(Oid user, int security_context) {
+  GetUserIdAndSecContext(&saved_user_, &saved_context_);
+  SetUserIdAndSecContext(user, security_context);
+}
+
+AsUser::~AsUser() { SetUserIdAndSecContext(saved_user_, saved_context_); }
+
+static int trigger_depth() {
+  LOCAL_FCINFO(fcinfo, 0);
+  InitFunctionCallInfoData(*fcinfo, nullptr, 0, InvalidOid, nullptr, nullptr);
+  return DatumGetInt32(pg_trigger_depth(fcinfo));
+}
+
+AppendInsert::AppendInsert(Oid store) : saved_store_(append_store), saved_depth_(append_trigger_depth) {
+  append_store = store;
+  append_trigger_depth = trigger_depth();
+}
+
+AppendInsert::~AppendInsert() {
+  append_store = saved_store_;
+  append_trigger_depth = saved_depth_;
+}
+
+bool is_append_insert(Oid rel, bool from_trigger) {
+  return OidIsValid(append_store) && rel == append_store &&
+         trigger_depth() == append_trigger_depth + (from_trigger ? 1 : 0);
+}
 
 RewriteScope::RewriteScope() { ++rewrite_depth; }
 RewriteScope::~RewriteScope() { --rewrite_depth; }
@@ -175,21 +239,42 @@ bool rewrite_allowed() { return rewrite_depth > 0; }
 
 // Called at transaction end: no scope survives an aborted statement.
 void reset_scopes() {
-  append_depth = 0;
+  append_store = InvalidOid;
+  append_trigger_depth = 0;
   rewrite_depth = 0;
+  caller_frame = CallerFrame{false, InvalidOid, 0};
+  spi_depth = 0;
+  if (outer_search_path) pfree(outer_search_path);
+  outer_search_path = nullptr;
 }
 
 SpiConnection::SpiConnection() {
-  pg_call([] {
+  guc_nest_ = pg_call([] {
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pg_eventstore: SPI_connect failed");
+    if (spi_depth == 0) {
+      if (outer_search_path) pfree(outer_search_path);
+      outer_search_path = MemoryContextStrdup(TopMemoryContext, namespace_search_path);
+    }
+    return push_search_path("pg_catalog, pg_temp");
   });
+  ++spi_depth;
 }
 
-// On the error path the transaction is about to abort, and abort cleans SPI up; calling into
-// SPI with a half-unwound executor is exactly what we must not do.
+// On the error path the transaction is about to abort, and abort cleans SPI and the GUC nest
+// level up; calling into SPI with a half-unwound executor is exactly what we must not do.
 SpiConnection::~SpiConnection() {
-  if (std::uncaught_exceptions() == 0) SPI_finish();
+  --spi_depth;
+  if (std::uncaught_exceptions() == 0) {
+    AtEOXact_GUC(true, guc_nest_);
+    SPI_finish();
+  }
+  if (spi_depth == 0 && outer_search_path) {
+    pfree(outer_search_path);
+    outer_search_path = nullptr;
+  }
 }
+
+const char *caller_search_path() { return outer_search_path; }
 
 void check_non_negative(const char *argument, int64 value) {
   if (value < 0)

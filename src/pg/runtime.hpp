@@ -11,7 +11,7 @@ struct StoreInfo {
   Oid position_seq;     // the table's global_position sequence
   bool valid;
   SPIPlanPtr last_version;    // SELECT newest stream_version of a stream
-  SPIPlanPtr insert_event;    // INSERT ... ON CONFLICT (stream_id, stream_version) DO NOTHING
+  SPIPlanPtr insert_event;    // INSERT ... ON CONFLICT DO NOTHING (run as the caller)
   SPIPlanPtr read_all;        // the global-order page query
 };
 
@@ -28,6 +28,14 @@ SPIPlanPtr prepare_kept(const char *sql, int nargs, Oid *types);
 // The same, for a plan that lives only until SPI_finish.
 SPIPlanPtr prepare_fixed(const char *sql, int nargs, Oid *types);
 
+// Whose call the backend is serving: while an AsExtensionOwner is active, the identity it
+// replaced (the caller); AsCaller switches back to it.
+struct CallerFrame {
+  bool owner_active;
+  Oid user;
+  int context;
+};
+
 // Runs the enclosed work as the owner of schema `es` (the extension owner) and restores the
 // caller's identity afterwards, also when an exception passes.
 class AsExtensionOwner {
@@ -40,17 +48,61 @@ class AsExtensionOwner {
  private:
   Oid saved_user_;
   int saved_context_;
+  CallerFrame saved_frame_;
 };
 
-// Marks the current backend as inside es.append (the insert guard lets its rows through).
-class AppendScope {
+// Runs the enclosed work as the caller an enclosing AsExtensionOwner serves (the current
+// identity when none is active): user code fired from inside an entry point, such as inline
+// projection handlers run by the trigger during es.append, never runs as the extension owner.
+// Nested entry points called from that code record their own caller.
+class AsCaller {
  public:
-  AppendScope();
-  ~AppendScope();
-  AppendScope(const AppendScope &) = delete;
-  AppendScope &operator=(const AppendScope &) = delete;
+  AsCaller();
+  ~AsCaller();
+  AsCaller(const AsCaller &) = delete;
+  AsCaller &operator=(const AsCaller &) = delete;
+  Oid user() const { return user_; }
+
+ private:
+  int guc_nest_;
+  Oid saved_user_;
+  int saved_context_;
+  CallerFrame saved_frame_;
+  Oid user_;
 };
-bool in_append();
+
+// Runs the enclosed work as another identity, e.g. the caller again inside AsExtensionOwner:
+// code a table owner attached to a store (triggers, defaults, constraints) must never run with
+// the extension owner's rights.
+class AsUser {
+ public:
+  AsUser(Oid user, int security_context);
+  ~AsUser();
+  AsUser(const AsUser &) = delete;
+  AsUser &operator=(const AsUser &) = delete;
+
+ private:
+  Oid saved_user_;
+  int saved_context_;
+};
+
+// Marks the INSERT es.append is running into `store`. The guard triggers let exactly its rows
+// through: same table, fired by that statement itself, not by a user trigger, default or
+// constraint function it runs (those are deeper in the trigger stack, or another table).
+class AppendInsert {
+ public:
+  explicit AppendInsert(Oid store);
+  ~AppendInsert();
+  AppendInsert(const AppendInsert &) = delete;
+  AppendInsert &operator=(const AppendInsert &) = delete;
+
+ private:
+  Oid saved_store_;
+  int saved_depth_;
+};
+// True for a row of es.append's own INSERT into `rel`: `from_trigger` when asked by a trigger
+// of that INSERT, false when asked by a trigger's WHEN clause (evaluated one level up).
+bool is_append_insert(Oid rel, bool from_trigger);
 
 // Allows the update guard to let rows through (es.redact_stream only).
 class RewriteScope {
@@ -62,14 +114,24 @@ class RewriteScope {
 };
 bool rewrite_allowed();
 
-// Connects SPI for the lifetime of the object.
+// Connects SPI for the lifetime of the object, with search_path fixed to pg_catalog, pg_temp:
+// a kept plan is re-parsed under the search_path current when it runs (plancache.c
+// RevalidateCachedQuery), so fixing it at prepare time alone would let a caller's objects
+// into plans that run as the extension owner.
 class SpiConnection {
  public:
   SpiConnection();
   ~SpiConnection();
   SpiConnection(const SpiConnection &) = delete;
   SpiConnection &operator=(const SpiConnection &) = delete;
+
+ private:
+  int guc_nest_;
 };
+
+// The search_path of the caller of the outermost SpiConnection (nullptr outside one): user
+// code (handlers, reducers) runs with it again.
+const char *caller_search_path();
 
 // Raises ES018 for a negative count argument.
 void check_non_negative(const char *argument, int64 value);

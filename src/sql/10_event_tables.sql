@@ -4,9 +4,11 @@ CREATE FUNCTION es.uuidv7() RETURNS uuid
     LANGUAGE c VOLATILE PARALLEL SAFE AS 'MODULE_PATHNAME', 'es_uuidv7';
 COMMENT ON FUNCTION es.uuidv7() IS 'A new time-ordered UUID (version 7)';
 
-CREATE FUNCTION es._in_append() RETURNS boolean
-    LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'es_in_append';
-COMMENT ON FUNCTION es._in_append() IS 'True while es.append is inserting (internal)';
+-- True for a row es.append itself is inserting into the table: the WHEN clause of the version
+-- chain trigger skips the check for those (es.append assigned the version).
+CREATE FUNCTION es._in_append(rel oid) RETURNS boolean
+    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'es_in_append';
+COMMENT ON FUNCTION es._in_append(oid) IS 'True while es.append itself inserts into the table (internal)';
 
 CREATE FUNCTION es._guard_insert() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'es_guard_insert';
@@ -48,6 +50,8 @@ DECLARE
     nsp    text;
     rel    text;
     seq    text;
+    suffix text;
+    attempt int := 0;
     tbl    regclass;
 BEGIN
     IF name IS NULL OR pg_catalog.btrim(name) = '' THEN
@@ -67,7 +71,19 @@ BEGIN
         RAISE EXCEPTION 'invalid event table name "%"', name USING ERRCODE = '42602',
             HINT = 'Use table or schema.table.';
     END IF;
-    seq := pg_catalog.left(rel, 49) || '_position_seq';
+    -- The position sequence: <table>_position_seq, shortened to fit in 63 bytes and numbered
+    -- when that name is taken (long names sharing a prefix, or a user's relation).
+    suffix := '_position_seq';
+    LOOP
+        seq := rel;
+        WHILE pg_catalog.octet_length(seq || suffix) > 63 LOOP
+            seq := pg_catalog.left(seq, -1);
+        END LOOP;
+        seq := seq || suffix;
+        EXIT WHEN pg_catalog.to_regclass(pg_catalog.format('%I.%I', nsp, seq)) IS NULL;
+        attempt := attempt + 1;
+        suffix := '_position_seq' || attempt;
+    END LOOP;
 
     EXECUTE pg_catalog.format($ddl$
         CREATE TABLE %1$I.%2$I (
@@ -90,7 +106,7 @@ BEGIN
         CREATE TRIGGER es_guard_insert BEFORE INSERT ON %1$s
             FOR EACH ROW EXECUTE FUNCTION es._guard_insert();
         CREATE TRIGGER es_version_chain AFTER INSERT ON %1$s
-            FOR EACH ROW WHEN (NOT es._in_append()) EXECUTE FUNCTION es._check_version_chain();
+            FOR EACH ROW WHEN (NOT es._in_append(NEW.tableoid)) EXECUTE FUNCTION es._check_version_chain();
         CREATE TRIGGER es_guard_modify BEFORE UPDATE OR DELETE ON %1$s
             FOR EACH ROW EXECUTE FUNCTION es._guard_modify();
         CREATE TRIGGER es_guard_truncate BEFORE TRUNCATE ON %1$s

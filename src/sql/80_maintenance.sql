@@ -5,7 +5,7 @@ CREATE FUNCTION es._idempotency_retention_seconds() RETURNS int
 COMMENT ON FUNCTION es._idempotency_retention_seconds() IS
     'pg_eventstore.idempotency_retention in seconds (internal)';
 
--- Purges expired idempotency keys; safe to run from cron at any frequency.
+-- Purges expired idempotency keys and fully-acked outbox messages; safe to run from cron at any frequency.
 -- Returns what it removed, one row per kind.
 CREATE FUNCTION es.maintain()
 RETURNS TABLE (kind text, removed bigint)
@@ -17,6 +17,7 @@ BEGIN
      WHERE created_at < now() - make_interval(secs => es._idempotency_retention_seconds());
     GET DIAGNOSTICS n = ROW_COUNT;
     kind := 'idempotency_keys'; removed := n; RETURN NEXT;
+    kind := 'outbox_messages'; removed := es._maintain_outbox(); RETURN NEXT;
 END $$;
 COMMENT ON FUNCTION es.maintain() IS
-    'Purges expired idempotency keys (and, as they land, fully-acked outbox messages)';
+    'Purges expired idempotency keys and outbox messages every group acked over a day ago';

@@ -1,0 +1,80 @@
+// The transactional outbox's commit-safe message order (API.md §5, docs/outbox.md).
+// Message ids come from one sequence and commit in any order, so a consumer cursor that moves
+// past id n must know that no id below n can still appear. Publishers register with the same
+// lock-table horizon as appenders (horizon.cpp), keyed by the message table's oid; claims and
+// the relay read only ids at or below the horizon, with a snapshot taken afterwards.
+#include <algorithm>
+
+#include "horizon.hpp"
+#include "runtime.hpp"
+
+namespace es {
+namespace {
+
+// The outbox as a "store" for the horizon: the message table and its id sequence.
+StoreInfo outbox_order() {
+  StoreInfo info{};
+  pg_call([&] {
+    Oid nsp = get_namespace_oid("es", false);
+    info.store = get_relname_relid("_outbox_messages", nsp);
+    info.position_seq = get_relname_relid("_outbox_messages_id_seq", nsp);
+    if (!OidIsValid(info.store) || !OidIsValid(info.position_seq))
+      elog(ERROR, "pg_eventstore: outbox tables are missing");
+  });
+  info.valid = true;
+  return info;
+}
+
+// The relay's high-water mark: ids up to it were reported. Backend memory only: the relay is
+// one long-lived backend, and a lost mark costs at most one coalesced doorbell.
+int64 relay_mark = -1;
+
+}  // namespace
+}  // namespace es
+
+extern "C" {
+
+// es._outbox_next_id(): registers the transaction as a publisher, then allocates an id.
+PG_FUNCTION_INFO_V1(es_outbox_next_id);
+Datum es_outbox_next_id(PG_FUNCTION_ARGS) {
+  return es::guarded([&] {
+    es::StoreInfo info = es::outbox_order();
+    es::register_appender(info);
+    return Int64GetDatum(es::allocate_position(info));
+  });
+}
+
+// es._outbox_horizon(): every message id at or below it is committed or never will be.
+PG_FUNCTION_INFO_V1(es_outbox_horizon);
+Datum es_outbox_horizon(PG_FUNCTION_ARGS) {
+  return es::guarded([&] {
+    es::StoreInfo info = es::outbox_order();
+    return Int64GetDatum(es::safe_horizon(info));
+  });
+}
+
+// es._outbox_relay_window(OUT after_id, OUT upto_id): the ids that became safe since the
+// previous call in this backend. The first call also covers the last kRelayFirstWindow ids, so
+// the publish that started a fresh relay is announced too (a doorbell too many is harmless).
+PG_FUNCTION_INFO_V1(es_outbox_relay_window);
+Datum es_outbox_relay_window(PG_FUNCTION_ARGS) {
+  return es::guarded([&] {
+    es::StoreInfo info = es::outbox_order();
+    int64 horizon = es::safe_horizon(info);
+    constexpr int64 kRelayFirstWindow = 1000;
+    int64 after = es::relay_mark < 0 ? std::max<int64>(0, horizon - kRelayFirstWindow)
+                                     : es::relay_mark;
+    if (horizon > es::relay_mark) es::relay_mark = horizon;
+    return es::pg_call([&] {
+      TupleDesc desc;
+      if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+        elog(ERROR, "pg_eventstore: _outbox_relay_window must return a record");
+      desc = BlessTupleDesc(desc);
+      Datum values[2] = {Int64GetDatum(after), Int64GetDatum(horizon)};
+      bool nulls[2] = {false, false};
+      return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+    });
+  });
+}
+
+}
