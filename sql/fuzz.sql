@@ -255,15 +255,23 @@ BEGIN
 END $$;
 
 -- Leaks of the guards' scopes would show here: still inside the fuzzing transaction, a plain
--- UPDATE must fail with ES020 and es._in_append() must be false.
+-- INSERT that skips a version must fail with ES021 and a plain UPDATE with ES020.
 CREATE FUNCTION pg_temp.scopes_closed() RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     state text;
 BEGIN
-    IF es._in_append() THEN RETURN 'append scope leaked'; END IF;
+    IF es._in_append('es.events'::regclass) THEN RETURN 'append scope leaked'; END IF;
     BEGIN
-        PERFORM es.append_event('scope-probe', NULL, 'Probe', '{}');
-        UPDATE es.events SET data = '{}' WHERE stream_id = 'scope-probe';
+        INSERT INTO es.events (stream_id, stream_version, event_type)
+            VALUES ('fz-scope-probe', 7, 'Probe');
+        RETURN 'append scope leaked: a version gap got in';
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE;
+    END;
+    IF state <> 'ES021' THEN RETURN 'gapped INSERT failed with ' || state; END IF;
+    BEGIN
+        PERFORM es.append_event('fz-scope-probe', NULL, 'Probe', '{}');
+        UPDATE es.events SET data = '{}' WHERE stream_id = 'fz-scope-probe';
         RETURN 'rewrite scope leaked';
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE;

@@ -14,6 +14,9 @@ SELECT first_version, last_version, duplicate FROM es.append('redact-customer-1'
 SELECT first_version, last_version FROM es.append_event('redact-customer-2', 0, 'Registered',
   '{"name": "Charles Babbage"}', '{"ip": "192.0.2.2"}');
 
+SELECT first_version FROM es.append_event('redact-customer-3', 0, 'Registered',
+  '{"name": "Grace Hopper"}');
+
 CREATE TEMP TABLE before_redaction AS
   SELECT global_position, stream_id, stream_version, event_id, event_type, recorded_at
     FROM es.events WHERE stream_id LIKE 'redact-%';
@@ -84,6 +87,12 @@ END $$;
 SELECT data FROM es.read_stream('redact-customer-2');
 SELECT count(*) AS audit_rows FROM es.redactions WHERE stream_id LIKE 'redact-%';
 
+-- Snapshots hold state folded from the erased data: redaction deletes them.
+SELECT es.snapshot_save('redact-customer-3', 1, '{"name": "Grace Hopper"}');
+SELECT es.redact_stream('redact-customer-3', 'snapshot too');
+SELECT count(*) AS snapshots_left FROM es.snapshot_load('redact-customer-3');
+SELECT events, snapshots_deleted FROM es.redactions WHERE stream_id = 'redact-customer-3';
+
 -- Bad arguments.
 SELECT es.redact_stream('no-such-stream', 'typo');
 \set VERBOSITY sqlstate
@@ -124,7 +133,16 @@ SET ROLE regress_redact_admin;
 SELECT es.redact_stream('redact-patient-1', 'admin tries', 'public.redact_private_events');
 RESET ROLE;
 SELECT data FROM es.read_stream('redact-patient-1', store => 'public.redact_private_events');
-GRANT UPDATE ON public.redact_private_events TO regress_redact_admin;
+GRANT SELECT, UPDATE ON public.redact_private_events TO regress_redact_admin;
+-- The rewrite runs as the caller: a trigger the store's owner attached never runs as the
+-- extension owner.
+CREATE FUNCTION public.redact_whoami() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE NOTICE 'store trigger runs as %', current_user;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER redact_whoami BEFORE UPDATE ON public.redact_private_events
+    FOR EACH ROW EXECUTE FUNCTION public.redact_whoami();
 SET ROLE regress_redact_admin;
 SELECT es.redact_stream('redact-patient-1', 'granted', 'public.redact_private_events');
 RESET ROLE;
@@ -135,5 +153,6 @@ SELECT count(*) AS audit_rows FROM es.redactions WHERE store = 'public.redact_pr
 SELECT es.drop_event_table('public.redact_private_events');
 SELECT stream_id, events FROM es.redactions WHERE stream_id LIKE 'redact-%' ORDER BY id;
 
+DROP FUNCTION public.redact_whoami();
 DROP ROLE regress_redact_admin;
 DROP ROLE regress_redact_writer;

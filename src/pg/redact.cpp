@@ -1,6 +1,7 @@
 // es.redact_stream: the one sanctioned rewrite of stored events (API.md §8).
 // Replaces `data` and `metadata` of every event of a stream, keeps positions, versions, event
-// ids and types, and records who and why in es.redactions, all in the caller's transaction.
+// ids and types, deletes the stream's snapshots, and records who and why in es.redactions,
+// all in the caller's transaction.
 // The append-only guard lets the UPDATE through only while a RewriteScope is open, and only
 // this C++ entry point opens one: no SQL path can.
 #include "runtime.hpp"
@@ -22,73 +23,101 @@ struct Redaction {
   int64 events;
 };
 
-// The one statement of a redaction: rewrites the stream's events and writes the audit row
-// (only when it found events). `table` is the quoted, schema-qualified store.
-std::string redaction_sql(const std::string &table) {
-  return "WITH audit_id AS MATERIALIZED ("
-         "  SELECT pg_catalog.nextval('es.redactions_id_seq'::pg_catalog.regclass) AS id),"
-         " rewritten AS ("
-         "  UPDATE " + table + " e SET data = '{\"redacted\": true}'::pg_catalog.jsonb,"
-         "   metadata = pg_catalog.jsonb_build_object('redacted', true,"
-         "     'redaction_id', (SELECT id FROM audit_id), 'redacted_at', pg_catalog.now())"
-         "  WHERE e.stream_id = $1 RETURNING e.global_position),"
-         " summary AS ("
-         "  SELECT pg_catalog.count(*) AS events, pg_catalog.min(global_position) AS first_position,"
-         "   pg_catalog.max(global_position) AS last_position FROM rewritten)"
-         " INSERT INTO es.redactions (id, store, stream_id, reason, events, first_position,"
-         "  last_position, redacted_by, redacted_as)"
-         " SELECT (SELECT id FROM audit_id), $2, $1, $3, s.events, s.first_position,"
-         "  s.last_position, $4, $5 FROM summary s WHERE s.events > 0"
-         " RETURNING id, events";
+// Runs a fixed-search_path plan that returns one row of int8 columns into `out`.
+void run_int8_row(const char *sql, int nargs, Oid *types, Datum *args, int64 *out, int ncols) {
+  SPIPlanPtr plan = prepare_fixed(sql, nargs, types);
+  pg_call([&] {
+    int rc = SPI_execute_plan(plan, args, nullptr, false, 0);
+    if (rc < 0 || SPI_processed != 1) elog(ERROR, "pg_eventstore: redaction step failed");
+    for (int i = 0; i < ncols; ++i) {
+      bool isnull;
+      Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull);
+      out[i] = isnull ? 0 : DatumGetInt64(d);
+    }
+  });
 }
 
-// The UPDATE privilege on a store is the right to redact it (es_admin holds it on es.events).
-void require_update(Oid store) {
-  AclResult acl = pg_call([&] { return pg_class_aclcheck(store, GetUserId(), ACL_UPDATE); });
+// SELECT and UPDATE on a store are the right to redact it (es_admin holds both on es.events).
+void require_select_update(Oid store) {
+  AclResult acl = pg_call([&] {
+    return pg_class_aclmask(store, GetUserId(), ACL_SELECT | ACL_UPDATE, ACLMASK_ALL) ==
+                   (ACL_SELECT | ACL_UPDATE)
+               ? ACLCHECK_OK
+               : ACLCHECK_NO_PRIV;
+  });
   if (acl == ACLCHECK_OK) return;
   const char *name = qualified_name(store);
   raise("42501", std::string("permission denied to redact event table ") + (name ? name : "?"),
-        "Redaction needs the UPDATE privilege on the event table.",
-        "Grant UPDATE on the table to the admin; es_admin holds it on es.events.");
+        "Redaction needs the SELECT and UPDATE privileges on the event table.",
+        "Grant SELECT, UPDATE on the table to the admin; es_admin holds them on es.events.");
 }
 
+// 1. (extension owner) draw the audit id; 2. (caller) rewrite the stream's events under a
+// RewriteScope, so triggers a store's owner attached run with the caller's rights, never the
+// extension owner's; 3. (extension owner) drop the stream's snapshots, which hold state folded
+// from the erased data, and write the audit row.
 Redaction redact(text *stream, text *reason, Oid store) {
   SpiConnection spi;
   lookup_store(store);
-  require_update(store);
-  // Who asked: the session user and the role in effect, captured before the owner switch.
+  require_select_update(store);
+  const char *table = qualified_name(store);
+  if (table == nullptr) raise(sqlstate::kUnknownStore, "store was dropped concurrently");
+  // Who asked: the session user and the role in effect.
   Datum session_user = pg_call([] {
     return DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetSessionUserId(), false)));
   });
   Datum current_user = pg_call([] {
     return DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
   });
-  const char *table = qualified_name(store);
-  if (table == nullptr) raise(sqlstate::kUnknownStore, "store was dropped concurrently");
 
-  AsExtensionOwner owner;
-  Oid types[5] = {TEXTOID, REGCLASSOID, TEXTOID, NAMEOID, NAMEOID};
-  SPIPlanPtr plan = prepare_fixed(redaction_sql(table).c_str(), 5, types);
-  Datum args[5] = {PointerGetDatum(stream), ObjectIdGetDatum(store), PointerGetDatum(reason),
-                   session_user, current_user};
   Redaction r{0, 0};
   {
-    RewriteScope rewrite;
-    pg_call([&] {
-      if (SPI_execute_plan(plan, args, nullptr, false, 0) != SPI_OK_INSERT_RETURNING)
-        elog(ERROR, "pg_eventstore: redaction failed");
-      if (SPI_processed == 1) {
-        bool isnull;
-        r.id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-        r.events = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-      }
-    });
+    AsExtensionOwner owner;
+    run_int8_row("SELECT pg_catalog.nextval('es.redactions_id_seq'::pg_catalog.regclass)", 0,
+                 nullptr, nullptr, &r.id, 1);
   }
+
+  int64 rewritten[3];  // events, first position, last position
+  {
+    std::string sql =
+        std::string("WITH rewritten AS (UPDATE ") + table +
+        " e SET data = '{\"redacted\": true}'::pg_catalog.jsonb,"
+        " metadata = pg_catalog.jsonb_build_object('redacted', true, 'redaction_id', $2,"
+        " 'redacted_at', pg_catalog.now())"
+        " WHERE e.stream_id = $1 RETURNING e.global_position)"
+        " SELECT pg_catalog.count(*), pg_catalog.min(global_position),"
+        " pg_catalog.max(global_position) FROM rewritten";
+    Oid types[2] = {TEXTOID, INT8OID};
+    Datum args[2] = {PointerGetDatum(stream), Int64GetDatum(r.id)};
+    RewriteScope rewrite;
+    run_int8_row(sql.c_str(), 2, types, args, rewritten, 3);
+  }
+  r.events = rewritten[0];
   if (r.events == 0) {
     std::string name = pg_call([&] { return text_to_cstring(stream); });
     raise(kStreamNotFound, "stream \"" + name + "\" does not exist",
           std::string("The store ") + table + " holds no events of the stream.",
           "Check the stream id and the store argument.");
+  }
+
+  {
+    AsExtensionOwner owner;
+    Oid types[9] = {INT8OID, REGCLASSOID, TEXTOID, TEXTOID, INT8OID,
+                    INT8OID, INT8OID,     NAMEOID, NAMEOID};
+    Datum args[9] = {Int64GetDatum(r.id),          ObjectIdGetDatum(store),
+                     PointerGetDatum(stream),      PointerGetDatum(reason),
+                     Int64GetDatum(r.events),      Int64GetDatum(rewritten[1]),
+                     Int64GetDatum(rewritten[2]),  session_user,
+                     current_user};
+    int64 id;
+    run_int8_row(
+        "WITH dropped AS (DELETE FROM es._snapshots s WHERE s.store = $2 AND s.stream_id = $3"
+        " RETURNING 1)"
+        " INSERT INTO es.redactions (id, store, stream_id, reason, events, first_position,"
+        "  last_position, redacted_by, redacted_as, snapshots_deleted)"
+        " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, (SELECT pg_catalog.count(*) FROM dropped)"
+        " RETURNING id",
+        9, types, args, &id, 1);
   }
   return r;
 }

@@ -12,21 +12,25 @@ CREATE TABLE es.redactions (
     last_position  bigint NOT NULL,
     redacted_by    name NOT NULL,
     redacted_as    name NOT NULL,
-    redacted_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
+    redacted_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    snapshots_deleted bigint NOT NULL DEFAULT 0
 );
 CREATE INDEX ON es.redactions (store, stream_id);
 COMMENT ON TABLE es.redactions IS
-    'Audit trail of es.redact_stream: store, stream, reason, how many events, who (session user and role in effect) and when';
+    'Audit trail of es.redact_stream: store, stream, reason, how many events and snapshots, who (session user and role in effect) and when';
 SELECT pg_catalog.pg_extension_config_dump('es.redactions', '');
 SELECT pg_catalog.pg_extension_config_dump('es.redactions_id_seq', '');
 
 -- Replaces data (with {"redacted": true}) and metadata (with {"redacted": true,
 -- "redaction_id": n, "redacted_at": t}) of every event of a stream; positions, versions, event
--- ids, types and recorded_at stay. Records the call in es.redactions. Returns the number of
+-- ids, types and recorded_at stay. Deletes the stream's snapshots (es._snapshots: state
+-- folded from the erased data). Records the call in es.redactions. Returns the number of
 -- events redacted. Implemented in C++ (src/pg/redact.cpp): the append-only guard lets only it
--- rewrite rows. Needs UPDATE on the store (es_admin has it on es.events; owners on theirs).
+-- rewrite rows. Needs SELECT and UPDATE on the store (es_admin has both on es.events);
+-- the rewrite runs as the caller, so a store owner's triggers never run as the extension owner.
+-- Read models built by projections are the application's to scrub.
 -- Errors: ES010 bad stream id, ES017 unknown store, ES060 the stream has no events in the
--- store, ES061 missing, blank or over-long reason, 42501 no UPDATE privilege on the store.
+-- store, ES061 missing, blank or over-long reason, 42501 no SELECT or UPDATE on the store.
 CREATE FUNCTION es.redact_stream(
     stream_id text,
     reason text,
