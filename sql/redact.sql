@@ -134,15 +134,32 @@ SELECT es.redact_stream('redact-patient-1', 'admin tries', 'public.redact_privat
 RESET ROLE;
 SELECT data FROM es.read_stream('redact-patient-1', store => 'public.redact_private_events');
 GRANT SELECT, UPDATE ON public.redact_private_events TO regress_redact_admin;
--- The rewrite runs as the caller: a trigger the store's owner attached never runs as the
--- extension owner.
-CREATE FUNCTION public.redact_whoami() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Code the store's owner attached would run while the guard is open: a store with its own
+-- UPDATE trigger, UPDATE rule or row-level security is refused (ES062).
+CREATE FUNCTION public.redact_tamper() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE NOTICE 'store trigger runs as %', current_user;
+    UPDATE es.events SET data = '{"tampered": true}' WHERE stream_id = 'redact-customer-2';
     RETURN NEW;
 END $$;
-CREATE TRIGGER redact_whoami BEFORE UPDATE ON public.redact_private_events
-    FOR EACH ROW EXECUTE FUNCTION public.redact_whoami();
+CREATE TRIGGER redact_tamper BEFORE UPDATE ON public.redact_private_events
+    FOR EACH ROW EXECUTE FUNCTION public.redact_tamper();
+SET ROLE regress_redact_admin;
+SELECT es.redact_stream('redact-patient-1', 'granted', 'public.redact_private_events');
+RESET ROLE;
+SELECT data FROM es.read_stream('redact-customer-2');
+DROP TRIGGER redact_tamper ON public.redact_private_events;
+-- (An UPDATE rule already makes the store unusable: PostgreSQL refuses the ON CONFLICT of its
+-- prepared insert, 0A000, before redaction gets to look.)
+CREATE RULE redact_tamper AS ON UPDATE TO public.redact_private_events
+    DO ALSO UPDATE es.events SET data = '{"tampered": true}' WHERE stream_id = 'redact-customer-2';
+\set VERBOSITY sqlstate
+SELECT es.redact_stream('redact-patient-1', 'granted', 'public.redact_private_events');
+DROP RULE redact_tamper ON public.redact_private_events;
+ALTER TABLE public.redact_private_events ENABLE ROW LEVEL SECURITY;
+SELECT es.redact_stream('redact-patient-1', 'granted', 'public.redact_private_events');
+ALTER TABLE public.redact_private_events DISABLE ROW LEVEL SECURITY;
+\set VERBOSITY default
+-- Without them it works.
 SET ROLE regress_redact_admin;
 SELECT es.redact_stream('redact-patient-1', 'granted', 'public.redact_private_events');
 RESET ROLE;
@@ -153,6 +170,6 @@ SELECT count(*) AS audit_rows FROM es.redactions WHERE store = 'public.redact_pr
 SELECT es.drop_event_table('public.redact_private_events');
 SELECT stream_id, events FROM es.redactions WHERE stream_id LIKE 'redact-%' ORDER BY id;
 
-DROP FUNCTION public.redact_whoami();
+DROP FUNCTION public.redact_tamper();
 DROP ROLE regress_redact_admin;
 DROP ROLE regress_redact_writer;

@@ -15,6 +15,7 @@ namespace {
 // SQLSTATEs of redaction (README "Error codes").
 constexpr const char *kStreamNotFound = "ES060";
 constexpr const char *kInvalidRedactionReason = "ES061";
+constexpr const char *kUnvouchedRewrite = "ES062";
 
 constexpr std::size_t kMaxReasonBytes = 4096;
 
@@ -52,6 +53,35 @@ void require_select_update(Oid store) {
         "Grant SELECT, UPDATE on the table to the admin; es_admin holds them on es.events.");
 }
 
+// While the rewrite runs, the append-only guard is open for this backend. Code a store's owner
+// attached that would run inside the UPDATE (UPDATE triggers, UPDATE rules, row-level
+// security policies) could use that to rewrite any event table, so such a store is refused.
+// Holding RowExclusiveLock first keeps CREATE TRIGGER/RULE/POLICY out until commit.
+void require_plain_store(Oid store, const char *table) {
+  pg_call([&] { LockRelationOid(store, RowExclusiveLock); });
+  int64 foreign_code = 0;
+  Oid types[1] = {OIDOID};
+  Datum args[1] = {ObjectIdGetDatum(store)};
+  run_int8_row(
+      "SELECT (SELECT pg_catalog.count(*) FROM pg_catalog.pg_trigger t"
+      "         JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid"
+      "        WHERE t.tgrelid = $1 AND NOT t.tgisinternal AND t.tgenabled <> 'D'"
+      "          AND (t.tgtype::pg_catalog.int4 & 16) <> 0"
+      "          AND p.pronamespace <> 'es'::pg_catalog.regnamespace)"
+      "     + (SELECT pg_catalog.count(*) FROM pg_catalog.pg_rewrite r"
+      "         WHERE r.ev_class = $1 AND r.ev_type = '2')"
+      "     + (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c"
+      "         WHERE c.oid = $1 AND c.relrowsecurity)",
+      1, types, args, &foreign_code, 1);
+  if (foreign_code > 0)
+    raise(kUnvouchedRewrite,
+          std::string("event table ") + table + " has UPDATE triggers, UPDATE rules or row-level security",
+          "Redaction opens the append-only guard while it rewrites; code attached to the "
+          "table would run inside that window.",
+          "Drop or disable the table's own UPDATE triggers and rules (and row-level security) "
+          "before redacting.");
+}
+
 // 1. (extension owner) draw the audit id; 2. (caller) rewrite the stream's events under a
 // RewriteScope, so triggers a store's owner attached run with the caller's rights, never the
 // extension owner's; 3. (extension owner) drop the stream's snapshots, which hold state folded
@@ -62,6 +92,7 @@ Redaction redact(text *stream, text *reason, Oid store) {
   require_select_update(store);
   const char *table = qualified_name(store);
   if (table == nullptr) raise(sqlstate::kUnknownStore, "store was dropped concurrently");
+  require_plain_store(store, table);
   // Who asked: the session user and the role in effect.
   Datum session_user = pg_call([] {
     return DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetSessionUserId(), false)));

@@ -27,10 +27,12 @@ SELECT pg_catalog.pg_extension_config_dump('es.redactions_id_seq', '');
 -- folded from the erased data). Records the call in es.redactions. Returns the number of
 -- events redacted. Implemented in C++ (src/pg/redact.cpp): the append-only guard lets only it
 -- rewrite rows. Needs SELECT and UPDATE on the store (es_admin has both on es.events);
--- the rewrite runs as the caller, so a store owner's triggers never run as the extension owner.
+-- the rewrite runs as the caller, and a store with its own UPDATE triggers, UPDATE rules or
+-- row-level security is refused (that code would run while the guard is open).
 -- Read models built by projections are the application's to scrub.
 -- Errors: ES010 bad stream id, ES017 unknown store, ES060 the stream has no events in the
--- store, ES061 missing, blank or over-long reason, 42501 no SELECT or UPDATE on the store.
+-- store, ES061 missing, blank or over-long reason, ES062 the store has its own UPDATE
+-- triggers, UPDATE rules or row-level security, 42501 no SELECT or UPDATE on the store.
 CREATE FUNCTION es.redact_stream(
     stream_id text,
     reason text,
