@@ -41,6 +41,13 @@ override CPPFLAGS := $(PG_CPPFLAGS) $(CPPFLAGS)
 # Every object depends on every header: the tree is small, stale objects are not.
 $(OBJS): $(wildcard src/core/*.hpp src/pg/*.hpp)
 
+# `make SANITIZE=1`: AddressSanitizer + UBSan build. Only for test/sanitize.sh, which builds it
+# in a copy of the tree and runs the server with the ASan runtime preloaded.
+ifeq ($(SANITIZE),1)
+override CXXFLAGS += -fsanitize=address,undefined
+SHLIB_LINK += -fsanitize=address,undefined
+endif
+
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES)
 	cat $^ > $@
 
