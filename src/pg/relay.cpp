@@ -19,6 +19,8 @@
 //    pg_eventstore.relay_idle_timeout without anything to notify, and when
 //    pg_eventstore.relay is turned off (then it is not started either).
 // With shared_preload_libraries nothing changes: relays start on demand the same way.
+// With pg_eventstore.projection_worker on, the relay also refreshes async projections after
+// its polls (src/pg/projection_worker.cpp).
 #include "relay.hpp"
 
 #include "horizon.hpp"
@@ -55,6 +57,7 @@ constexpr int kRestartSeconds = 1;
 constexpr long kRequestInterval = 5 * USECS_PER_SEC;
 constexpr long kErrorBackoffMs = 1000;
 constexpr int kFullPollIntervalMs = 100;
+constexpr int kProjectionCatchUpMs = 1000;
 constexpr const char *kWorkerType = "pg_eventstore relay";
 // NOTIFY_PAYLOAD_MAX_LENGTH of src/backend/commands/async.c (not in a header).
 constexpr std::size_t kMaxPayload = BLCKSZ - NAMEDATALEN - 128;
@@ -370,6 +373,7 @@ void relay_init() {
       nullptr, &relay_idle_timeout_s, 60, 0, INT_MAX / 1000, PGC_SIGHUP, GUC_UNIT_S, nullptr,
       nullptr, nullptr);
   RegisterXactCallback(on_xact, nullptr);
+  projection_worker_init();
 }
 
 }  // namespace es
@@ -397,6 +401,8 @@ void es_relay_main(Datum main_arg) {
   TimestampTz last_notified = GetCurrentTimestamp();
   TimestampTz last_full_poll = 0;
   XLogRecPtr quiet_since = InvalidXLogRecPtr;
+  TimestampTz last_projection_pass = 0;
+  bool projections_pending = false;
   for (;;) {
     CHECK_FOR_INTERRUPTS();
     if (ConfigReloadPending) {
@@ -412,7 +418,18 @@ void es_relay_main(Datum main_arg) {
       if (outcome == es::PollOutcome::Stop) break;
       last_full_poll = now;
       quiet_since = outcome == es::PollOutcome::Quiet ? wal : InvalidXLogRecPtr;
-      if (outcome == es::PollOutcome::Notified) last_notified = now;
+      if (outcome == es::PollOutcome::Notified) {
+        last_notified = now;
+        projections_pending = true;
+      }
+    }
+    // After the notifications went out: async projections (src/pg/projection_worker.cpp),
+    // when a store advanced, while a pass left work, and at least every kProjectionCatchUpMs.
+    if (es::projection_worker_enabled &&
+        (projections_pending ||
+         TimestampDifferenceExceeds(last_projection_pass, now, es::kProjectionCatchUpMs))) {
+      projections_pending = es::refresh_projections();
+      last_projection_pass = now;
     }
     if (es::relay_idle_timeout_s > 0 &&
         TimestampDifferenceExceeds(last_notified, now, es::relay_idle_timeout_s * 1000)) {

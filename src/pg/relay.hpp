@@ -13,4 +13,12 @@ void relay_init();
 // every few seconds per backend. Never raises. For write paths (appends, outbox publishes).
 void relay_request();
 
+// pg_eventstore.projection_worker (src/pg/projection_worker.cpp): whether the relay refreshes
+// async projections; its GUC is defined by projection_worker_init (called by relay_init).
+extern bool projection_worker_enabled;
+void projection_worker_init();
+// One pass of the background projection refresh, in the relay (outside any transaction);
+// never raises: every error is logged and rolled back. True when it left work behind.
+bool refresh_projections();
+
 }  // namespace es

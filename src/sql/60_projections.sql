@@ -9,6 +9,9 @@
 -- regprocedure columns in user tables, and the text dumps and restores by name alike.
 -- `position` is the async checkpoint (every event at or below it has
 -- been applied) or, for a matview, the head it was last refreshed at; inline ones keep 0.
+-- `owner` is the role that registered the projection: the background refresh
+-- (pg_eventstore.projection_worker) runs its handler as that role, never with more rights;
+-- only a role that may SET ROLE to it can register a projection under it.
 CREATE TABLE es._projections (
     name                 text PRIMARY KEY CHECK (name <> ''),
     store                regclass NOT NULL REFERENCES es._stores ON DELETE CASCADE,
@@ -25,6 +28,8 @@ CREATE TABLE es._projections (
     last_error_at        timestamptz,
     refreshed_at         timestamptz,
     created_at           timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    owner                regrole NOT NULL
+                         DEFAULT pg_catalog.quote_ident(CURRENT_USER)::pg_catalog.regrole,
     CHECK ((mode = 'matview') = (matview IS NOT NULL)),
     CHECK ((mode = 'matview') = (handler IS NULL))
 );
@@ -32,14 +37,16 @@ CREATE INDEX ON es._projections (store) WHERE mode = 'inline';
 COMMENT ON TABLE es._projections IS 'Registry and checkpoints of projections (internal)';
 SELECT pg_catalog.pg_extension_config_dump('es._projections', '');
 -- Registering a projection directly in the registry needs SELECT on its store too (a handler
--- gets its events); every row stays visible. The extension owner (and pg_restore) bypass RLS.
+-- gets its events) and membership in its owner; every row stays visible. The extension owner (and pg_restore) bypass RLS.
 ALTER TABLE es._projections ENABLE ROW LEVEL SECURITY;
 CREATE POLICY projections_read ON es._projections FOR SELECT USING (true);
 CREATE POLICY projections_delete ON es._projections FOR DELETE USING (true);
 CREATE POLICY projections_insert ON es._projections FOR INSERT
-    WITH CHECK (pg_catalog.has_table_privilege(store, 'SELECT'));
+    WITH CHECK (pg_catalog.has_table_privilege(store, 'SELECT')
+                AND pg_catalog.pg_has_role(owner, 'MEMBER'));
 CREATE POLICY projections_update ON es._projections FOR UPDATE
-    USING (true) WITH CHECK (pg_catalog.has_table_privilege(store, 'SELECT'));
+    USING (true) WITH CHECK (pg_catalog.has_table_privilege(store, 'SELECT')
+                             AND pg_catalog.pg_has_role(owner, 'MEMBER'));
 
 -- The canonical, schema-qualified signature text of a function, as stored in the registries.
 CREATE FUNCTION es._procedure_name(fn regprocedure) RETURNS text
