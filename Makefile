@@ -3,14 +3,16 @@
 # run the whole thing on a throwaway cluster (see README.md).
 
 EXTENSION   = pg_eventstore
-EXTVERSION  = 0.1.0
+EXTVERSION  = 0.2.0
 MODULE_big  = pg_eventstore
 
 CORE_SRCS   = $(wildcard src/core/*.cpp)
 PG_SRCS     = $(wildcard src/pg/*.cpp)
 OBJS        = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
-# The install script is assembled from one file per API area; released scripts are frozen.
+# The install script of EXTVERSION is assembled from one file per API area. Released install
+# scripts (pg_eventstore--0.1.0.sql) and the upgrade scripts (pg_eventstore--A--B.sql) are
+# committed at the top level, frozen, and installed as they are.
 SQL_SOURCES = $(sort $(wildcard src/sql/*.sql))
 DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
 DATA        = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*.sql))
@@ -38,6 +40,13 @@ override CPPFLAGS := $(PG_CPPFLAGS) $(CPPFLAGS)
 
 # Every object depends on every header: the tree is small, stale objects are not.
 $(OBJS): $(wildcard src/core/*.hpp src/pg/*.hpp)
+
+# `make SANITIZE=1`: AddressSanitizer + UBSan build. Only for test/sanitize.sh, which builds it
+# in a copy of the tree and runs the server with the ASan runtime preloaded.
+ifeq ($(SANITIZE),1)
+override CXXFLAGS += -fsanitize=address,undefined
+SHLIB_LINK += -fsanitize=address,undefined
+endif
 
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES)
 	cat $^ > $@

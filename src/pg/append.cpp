@@ -366,6 +366,7 @@ int insert_rest(StoreInfo &info, text *stream, const std::vector<EventInput> &ev
 AppendResult append(text *stream, std::optional<int64> expected, std::vector<EventInput> &events,
                     text *key, Oid store, int64 fingerprint) {
   SpiConnection spi;
+  enable_restored_inline_trigger(store);
   StoreInfo *info = lookup_store(store);
   require_privilege(store, ACL_INSERT, "append to");
   Caller caller;

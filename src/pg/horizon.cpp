@@ -3,6 +3,8 @@
 #include "../core/limits.hpp"
 
 extern "C" {
+#include "access/relation.h"
+#include "storage/bufmgr.h"
 #include "utils/fmgrprotos.h"
 }
 
@@ -96,6 +98,24 @@ void check_position_sequence(const StoreInfo &info) {
         "ALTER SEQUENCE " + seq_text + " CACHE 1 INCREMENT 1 NO CYCLE;");
 }
 
+// Flushes the WAL up to the sequence's last record, so a horizon read from it survives a crash.
+// nextval logs 32 values ahead and a transaction that allocated and rolled back never flushes:
+// without this, a crash could restart the sequence below a horizon already handed out
+// (es.head_position() said 41, the next commit after the crash got 34) and a consumer that
+// kept that head would skip the event. Free when the record is already flushed (the usual
+// case: appenders flush it at commit); otherwise one WAL flush up to that record.
+void make_sequence_durable(Oid seq) {
+  pg_call([&] {
+    Relation rel = relation_open(seq, AccessShareLock);
+    Buffer buf = ReadBuffer(rel, 0);
+    LockBuffer(buf, BUFFER_LOCK_SHARE);
+    XLogRecPtr lsn = PageGetLSN(BufferGetPage(buf));
+    UnlockReleaseBuffer(buf);
+    relation_close(rel, AccessShareLock);
+    XLogFlush(lsn);
+  });
+}
+
 }  // namespace
 
 int64 sequence_last_value(Oid seq) {
@@ -157,6 +177,7 @@ int64 safe_horizon(const StoreInfo &info, int64 floor) {
       if (registered - 1 < horizon) horizon = registered - 1;
     }
   });
+  make_sequence_durable(info.position_seq);
   return horizon;
 }
 

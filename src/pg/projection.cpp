@@ -3,11 +3,13 @@
 //                           matching handlers inside the appending transaction, as the caller.
 //  es._call_handler         applies a batch of events to an async projection's handler, in order.
 //  es._fold_stream          folds a stream range with a reducer (es.aggregate_state).
+//  enable_restored_inline_trigger  es.append enables the inline trigger pg_restore left disabled.
 // None of them runs user code with the extension owner's rights: handlers and reducers run as
 // the caller (for inline projections: the role that called es.append, or that INSERTed).
 #include "runtime.hpp"
 
 extern "C" {
+#include "access/relation.h"
 #include "catalog/pg_proc.h"
 #include "utils/datum.h"
 #include "utils/regproc.h"
@@ -110,7 +112,45 @@ Datum event_from_row(Relation rel, HeapTuple row, Oid event_typid) {
   });
 }
 
+// True when `rel` carries the disabled inline trigger es._projection_restored() creates while
+// pg_restore loads es._projections: es_projection_inline, argument 'restored'.
+bool has_restored_inline_trigger(Relation rel) {
+  const TriggerDesc *desc = rel->trigdesc;
+  if (desc == nullptr) return false;
+  for (int i = 0; i < desc->numtriggers; ++i) {
+    const Trigger &t = desc->triggers[i];
+    if (strcmp(t.tgname, "es_projection_inline") == 0 && t.tgenabled == TRIGGER_DISABLED &&
+        t.tgnargs == 1 && strcmp(t.tgargs[0], "restored") == 0)
+      return true;
+  }
+  return false;
+}
+
 }  // namespace
+
+// The first append to a restored store enables its inline trigger: its inline projections run
+// from this append on (the restored events were projected in the source). Every append looks:
+// an ACCESS SHARE lock and a scan of the relcache trigger list. SHARE ROW EXCLUSIVE (what
+// ALTER TABLE ENABLE TRIGGER takes) only when the trigger is there, so concurrent first
+// appends queue behind the one that enables it and then find it enabled.
+void enable_restored_inline_trigger(Oid store) {
+  pg_call([&] {
+    // Not a table, or gone: the store lookup that follows reports it.
+    Relation rel = try_relation_open(store, AccessShareLock);
+    if (rel == nullptr) return;
+    bool restored = has_restored_inline_trigger(rel);
+    relation_close(rel, NoLock);
+    if (!restored) return;
+    rel = relation_open(store, ShareRowExclusiveLock);
+    if (has_restored_inline_trigger(rel)) {
+      EnableDisableTrigger(rel, "es_projection_inline", TRIGGER_FIRES_ON_ORIGIN, false,
+                           ShareRowExclusiveLock);
+      CommandCounterIncrement();
+    }
+    relation_close(rel, NoLock);
+  });
+}
+
 }  // namespace es
 
 extern "C" {

@@ -25,6 +25,13 @@ struct StoreInfo {
 // Must run inside an SPI connection.
 StoreInfo *lookup_store(Oid store);
 
+// Enables the inline projection trigger pg_restore left disabled on an extension-owned store
+// (src/pg/projection.cpp; see es._projection_restored). es.append calls it first, before the
+// store lookup prepares its INSERT (which takes ROW EXCLUSIVE): SHARE ROW EXCLUSIVE, taken only
+// when there is something to enable, must not be an upgrade from it (two first appends would
+// deadlock).
+void enable_restored_inline_trigger(Oid store);
+
 // Quoted, schema-qualified name of a relation (palloc'd).
 const char *qualified_name(Oid rel);
 

@@ -101,8 +101,8 @@ END $$;
 COMMENT ON FUNCTION es._projection_get(text, boolean) IS
     'A projection''s registry row, optionally locked; ES050 when unknown (internal)';
 
--- Creates or drops the store's es_projection_inline trigger so that it exists exactly while
--- the store has inline projections. Locks the store against appends first, so an inline
+-- Creates or drops the store's es_projection_inline trigger so that it exists, enabled,
+-- exactly while the store has inline projections. Locks the store against appends first, so an inline
 -- projection starts at a clean point: appends committed before it never ran it, later ones do.
 CREATE FUNCTION es._projection_sync_trigger(store regclass) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -124,13 +124,48 @@ BEGIN
                        ' FOR EACH ROW EXECUTE FUNCTION es._projection_inline()', store);
     ELSIF present AND NOT wanted THEN
         EXECUTE format('DROP TRIGGER es_projection_inline ON %s', store);
+    ELSIF present AND EXISTS (SELECT 1 FROM pg_trigger t
+                               WHERE t.tgrelid = _projection_sync_trigger.store
+                                 AND t.tgname = 'es_projection_inline' AND t.tgenabled = 'D') THEN
+        -- Left disabled by a restore (es._projection_restored), or by hand: made anew.
+        EXECUTE format('DROP TRIGGER es_projection_inline ON %s', store);
+        EXECUTE format('CREATE TRIGGER es_projection_inline AFTER INSERT ON %s'
+                       ' FOR EACH ROW EXECUTE FUNCTION es._projection_inline()', store);
     END IF;
 END $$;
 COMMENT ON FUNCTION es._projection_sync_trigger(regclass) IS
     'Creates or drops a store''s inline projection trigger to match the registry (internal)';
 
--- Re-creates the inline triggers of every store (after pg_restore: the trigger on es.events
--- belongs to an extension table and is not dumped). Returns the stores it checked.
+-- Restore: pg_dump leaves out the triggers of the extension's own tables, so the inline
+-- trigger of es.events is not in a dump. When pg_restore loads an inline projection of an
+-- extension-owned store, this re-creates the trigger *disabled* (argument 'restored'): the
+-- store's events may be loaded after the registry, and they were projected in the source
+-- already. The first es.append to the store enables it (src/pg/projection.cpp), as do
+-- es.projection_create and es.projection_sync_triggers(). User stores get their trigger from
+-- the dump (post-data, after their events). es.projection_create inserts through here too:
+-- it enables the trigger right after.
+CREATE FUNCTION es._projection_restored() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_depend d
+                WHERE d.classid = 'pg_class'::regclass AND d.objid = NEW.store
+                  AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e')
+       AND NOT EXISTS (SELECT 1 FROM pg_trigger t
+                        WHERE t.tgrelid = NEW.store AND t.tgname = 'es_projection_inline') THEN
+        EXECUTE format('CREATE TRIGGER es_projection_inline AFTER INSERT ON %s FOR EACH ROW'
+                       ' EXECUTE FUNCTION es._projection_inline(%L)', NEW.store, 'restored');
+        EXECUTE format('ALTER TABLE %s DISABLE TRIGGER es_projection_inline', NEW.store);
+    END IF;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION es._projection_restored() IS
+    'Projection registry trigger: re-creates the inline trigger of extension-owned stores, disabled until the next append (internal)';
+CREATE TRIGGER es_projection_restored AFTER INSERT ON es._projections
+    FOR EACH ROW WHEN (NEW.mode = 'inline') EXECUTE FUNCTION es._projection_restored();
+
+-- Makes the inline triggers of every store match the registry: creates missing ones, enables
+-- disabled ones, drops unwanted ones (after a pg_restore run with --disable-triggers, or when
+-- a trigger was dropped or disabled by hand). Returns the stores it checked.
 CREATE FUNCTION es.projection_sync_triggers() RETURNS SETOF regclass
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -142,7 +177,7 @@ BEGIN
     END LOOP;
 END $$;
 COMMENT ON FUNCTION es.projection_sync_triggers() IS
-    'Makes every store''s inline projection trigger match the registry (run after pg_restore)';
+    'Makes every store''s inline projection trigger match the registry and enables it (repair; pg_restore needs it only with --disable-triggers)';
 
 -- Registers a projection. handler(e es.event) → void updates the read model; 'inline' runs it
 -- in every appending transaction (its error aborts the append), 'async' in es.projection_refresh.

@@ -161,3 +161,10 @@ GRANT EXECUTE ON FUNCTION
 -- Statistics (src/sql/85_stats.sql): readers see es.stats; store counts need SELECT on the store.
 GRANT SELECT ON es.stats TO es_reader;
 GRANT EXECUTE ON FUNCTION es._stats_store(regclass), es._stats_outbox() TO es_reader;
+
+-- Redaction (src/sql/82_redaction.sql): admins only. SELECT and UPDATE on a store are the right
+-- to redact it (es_admin reads es.events through es_reader); the append-only guard still
+-- refuses every plain UPDATE.
+GRANT UPDATE ON es.events TO es_admin;
+GRANT SELECT ON es.redactions TO es_admin;
+GRANT EXECUTE ON FUNCTION es.redact_stream(text, text, regclass) TO es_admin;
