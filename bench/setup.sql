@@ -73,3 +73,24 @@ FROM generate_series(1, :read_streams) s,
                                               'data', jsonb_build_object('n', i, 'stream', s)))
           FROM generate_series(1, 20) i)) a;
 ANALYZE;
+
+-- Outbox benchmarks (issue 4): the consumer group of the claim cycle, and the hand-written
+-- FOR UPDATE SKIP LOCKED queue it is compared with (id order, lease by visible_at, attempts).
+SELECT es.outbox_subscribe('bench', 'bench-claim');
+CREATE TABLE bench_queue (
+    id         bigserial PRIMARY KEY,
+    payload    jsonb NOT NULL,
+    visible_at timestamptz NOT NULL DEFAULT now(),
+    attempts   int NOT NULL DEFAULT 0
+);
+CREATE INDEX ON bench_queue (visible_at, id);
+
+-- Projection benchmarks (issue 5): two event tables, one with an inline projection whose
+-- handler is one upsert per event.
+SELECT es.create_event_table('bench_noproj'), es.create_event_table('bench_inline');
+CREATE TABLE bench_counts (stream_id text PRIMARY KEY, n bigint NOT NULL);
+CREATE FUNCTION bench_count_handler(e es.event) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO bench_counts VALUES (e.stream_id, 1)
+    ON CONFLICT (stream_id) DO UPDATE SET n = bench_counts.n + 1 $$;
+SELECT es.projection_create('bench_inline_counts', 'bench_count_handler(es.event)', 'bench_inline',
+                            mode => 'inline');
