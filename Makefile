@@ -11,10 +11,18 @@ PG_SRCS     = $(wildcard src/pg/*.cpp)
 OBJS        = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
 # The install script of EXTVERSION is assembled from one file per API area. Released install
-# scripts (pg_eventstore--0.1.0.sql) and the upgrade scripts (pg_eventstore--A--B.sql) are
-# committed at the top level, frozen, and installed as they are.
+# scripts (pg_eventstore--0.1.0.sql) and released upgrade scripts (pg_eventstore--A--B.sql)
+# are committed at the top level, frozen, and installed as they are. The upgrade script into
+# the unreleased EXTVERSION is built from the same area files (src/upgrade/*.head.sql says
+# which), so it cannot drift from them; it is committed frozen when EXTVERSION is released.
 SQL_SOURCES = $(sort $(wildcard src/sql/*.sql))
-DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
+UPGRADE_TO_CURRENT = $(EXTENSION)--0.1.0--$(EXTVERSION).sql
+UPGRADE_SOURCES = src/upgrade/0.1.0--0.2.0.head.sql \
+                  $(addprefix src/sql/,05_security.sql 40_outbox.sql 50_subscriptions.sql \
+                    60_projections.sql 70_state.sql 80_maintenance.sql 82_redaction.sql \
+                    85_stats.sql) \
+                  src/upgrade/0.1.0--0.2.0.revoke.sql src/sql/91_grants.sql src/sql/95_relay.sql
+DATA_built  = $(EXTENSION)--$(EXTVERSION).sql $(UPGRADE_TO_CURRENT)
 DATA        = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*.sql))
 
 REGRESS      = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
@@ -49,6 +57,9 @@ SHLIB_LINK += -fsanitize=address,undefined
 endif
 
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES)
+	cat $^ > $@
+
+$(UPGRADE_TO_CURRENT): $(UPGRADE_SOURCES)
 	cat $^ > $@
 
 # isolation specs through pg_isolation_regress (PGXS's `installcheck` runs these too when

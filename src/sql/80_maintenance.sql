@@ -1,13 +1,13 @@
 -- Operations (API.md §8).
 
-CREATE FUNCTION es._idempotency_retention_seconds() RETURNS int
+CREATE OR REPLACE FUNCTION es._idempotency_retention_seconds() RETURNS int
     LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'es_idempotency_retention';
 COMMENT ON FUNCTION es._idempotency_retention_seconds() IS
     'pg_eventstore.idempotency_retention in seconds (internal)';
 
 -- Purges expired idempotency keys and fully-acked outbox messages; safe to run from cron at any frequency.
 -- Returns what it removed, one row per kind.
-CREATE FUNCTION es.maintain()
+CREATE OR REPLACE FUNCTION es.maintain()
 RETURNS TABLE (kind text, removed bigint)
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE

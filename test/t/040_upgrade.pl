@@ -8,8 +8,8 @@
 #   (b) the data survives, and appends, idempotent replays, read_all, the outbox, subscriptions,
 #       projections and state work on the updated database;
 #   (c) the regression suites and isolation specs pass against a database updated from 0.1.0.
-# A failure here usually means src/sql changed and pg_eventstore--0.1.0--0.2.0.sql was not
-# given the same change.
+# A failure here usually means a src/sql change the upgrade cannot express by re-running the
+# area files that src/upgrade/0.1.0--0.2.0.head.sql lists (e.g. a change to a 0.1.0 file).
 use strict;
 use warnings;
 use File::Basename qw(dirname basename);

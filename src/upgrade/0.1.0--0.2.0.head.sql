@@ -1,0 +1,14 @@
+-- pg_eventstore 0.1.0 -> 0.2.0: the outbox, subscriptions, projections, state and snapshots,
+-- redaction, store notifications, statistics and the privilege helpers.
+--
+-- Built by the Makefile from src/sql until 0.2.0 is released (then frozen): this head, the
+-- area files added since 0.1.0 (src/sql at commit 01af303) in install order — 05_security,
+-- 40_outbox, 50_subscriptions, 60_projections, 70_state, 80_maintenance (CREATE OR REPLACE:
+-- es.maintain() also purges outbox messages, grants kept), 82_redaction, 85_stats — then
+-- src/upgrade/0.1.0--0.2.0.revoke.sql (the new functions start revoked from PUBLIC), 91_grants
+-- (the grants of the new areas) and 95_relay. 00_schema, 10_event_tables, 20_append, 30_read
+-- and 90_roles are unchanged since 0.1.0, so the guard triggers of es.events and of user event
+-- tables stay as 0.1.0 made them (were a trigger to change, loop over es._stores here), and the
+-- 0.2.0 library still exports every C function 0.1.0 names. test/t/040_upgrade.pl compares a
+-- database updated with this script to a fresh 0.2.0 install and prints every difference.
+\echo Use "ALTER EXTENSION pg_eventstore UPDATE" to load this file. \quit
