@@ -20,13 +20,6 @@ my $per_client = 4000;    # transactions scripted per client and round (more tha
 my $streams = 12;
 srand($ENV{ES_CRASH_SEED} // 20240607);
 
-# The framework runs pg_regress --config-auth in init; outside PostgreSQL's own tree nothing
-# sets PG_REGRESS, so find it beside PGXS.
-if (!$ENV{PG_REGRESS}) {
-	my $pgxs = `pg_config --pgxs`;
-	chomp $pgxs;
-	($ENV{PG_REGRESS} = $pgxs) =~ s{src/makefiles/pgxs\.mk$}{src/test/regress/pg_regress};
-}
 
 my $node = PostgreSQL::Test::Cluster->new('crash');
 $node->init;

@@ -26,12 +26,6 @@ use Test::More;
 use IPC::Run;
 use Time::HiRes qw(usleep time);
 
-if (!$ENV{PG_REGRESS})
-{
-	my $pgxs = `pg_config --pgxs`;
-	chomp $pgxs;
-	$ENV{PG_REGRESS} = dirname(dirname($pgxs)) . '/test/regress/pg_regress';
-}
 my $root = $ENV{ES_ROOT} // dirname(dirname(dirname(__FILE__)));
 my $rounds = $ENV{ES_CRASH_ROUNDS} // 6;    # half kill -9, half immediate stop
 my $seed = $ENV{ES_CRASH_SEED} // time();

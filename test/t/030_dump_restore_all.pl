@@ -16,14 +16,6 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
 
-# Cluster->init runs "$PG_REGRESS --config-auth"; default it to the pg_regress of the
-# PostgreSQL whose pg_config is first on PATH.
-if (!$ENV{PG_REGRESS})
-{
-	my $pgxs = `pg_config --pgxs`;
-	chomp $pgxs;
-	$ENV{PG_REGRESS} = dirname(dirname($pgxs)) . '/test/regress/pg_regress';
-}
 
 my $node = PostgreSQL::Test::Cluster->new('dump_all');
 $node->init;
