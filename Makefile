@@ -3,7 +3,7 @@
 # run the whole thing on a throwaway cluster (see README.md).
 
 EXTENSION   = pg_eventstore
-EXTVERSION  = 0.2.0
+EXTVERSION  = 0.3.0
 MODULE_big  = pg_eventstore
 
 CORE_SRCS   = $(wildcard src/core/*.cpp)
@@ -11,17 +11,18 @@ PG_SRCS     = $(wildcard src/pg/*.cpp)
 OBJS        = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
 # The install script of EXTVERSION is assembled from one file per API area. Released install
-# scripts (pg_eventstore--0.1.0.sql) and released upgrade scripts (pg_eventstore--A--B.sql)
-# are committed at the top level, frozen, and installed as they are. The upgrade script into
-# the unreleased EXTVERSION is built from the same area files (src/upgrade/*.head.sql says
-# which), so it cannot drift from them; it is committed frozen when EXTVERSION is released.
+# scripts (pg_eventstore--0.1.0.sql, --0.2.0.sql) and released upgrade scripts
+# (pg_eventstore--A--B.sql) are committed at the top level, frozen, and installed as they are.
+# The upgrade script into the unreleased EXTVERSION is built from src/upgrade/<from>--<to>.head.sql
+# (what the area files cannot express: drops, ALTER TABLE) followed by the area files listed in
+# UPGRADE_AREAS (each of them re-runnable: CREATE OR REPLACE only), so it cannot drift from
+# them; it is committed frozen when EXTVERSION is released.
 SQL_SOURCES = $(sort $(wildcard src/sql/*.sql))
-UPGRADE_TO_CURRENT = $(EXTENSION)--0.1.0--$(EXTVERSION).sql
-UPGRADE_SOURCES = src/upgrade/0.1.0--0.2.0.head.sql \
-                  $(addprefix src/sql/,05_security.sql 40_outbox.sql 50_subscriptions.sql \
-                    60_projections.sql 70_state.sql 80_maintenance.sql 82_redaction.sql \
-                    85_stats.sql) \
-                  src/upgrade/0.1.0--0.2.0.revoke.sql src/sql/91_grants.sql src/sql/95_relay.sql
+UPGRADE_FROM = 0.2.0
+UPGRADE_TO_CURRENT = $(EXTENSION)--$(UPGRADE_FROM)--$(EXTVERSION).sql
+UPGRADE_AREAS =
+UPGRADE_SOURCES = src/upgrade/$(UPGRADE_FROM)--$(EXTVERSION).head.sql \
+                  $(addprefix src/sql/,$(UPGRADE_AREAS))
 DATA_built  = $(EXTENSION)--$(EXTVERSION).sql $(UPGRADE_TO_CURRENT)
 DATA        = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*.sql))
 

@@ -1,6 +1,6 @@
-# Upgrade 0.1.0 -> 0.2.0 (STYLE.md §5, API.md §8): install the frozen 0.1.0 script, write data,
-# ALTER EXTENSION pg_eventstore UPDATE, then
-#   (a) the catalog of the updated database equals a fresh 0.2.0 install: functions (arguments,
+# Upgrades (STYLE.md §5, API.md §8): install the frozen 0.1.0 script, write data,
+# ALTER EXTENSION pg_eventstore UPDATE (through every released version to the current one), then
+#   (a) the catalog of the updated database equals a fresh install of the current version: functions (arguments,
 #       result, volatility, SECURITY DEFINER, SET options, ACL, definition), relations, columns,
 #       indexes, constraints, triggers (with tgenabled), policies, sequences, types in schema es
 #       and on the event tables, extension members, config-dump registrations and pg_init_privs;
@@ -8,8 +8,9 @@
 #   (b) the data survives, and appends, idempotent replays, read_all, the outbox, subscriptions,
 #       projections and state work on the updated database;
 #   (c) the regression suites and isolation specs pass against a database updated from 0.1.0.
-# A failure here usually means a src/sql change the upgrade cannot express by re-running the
-# area files that src/upgrade/0.1.0--0.2.0.head.sql lists (e.g. a change to a 0.1.0 file).
+#   (d) a database installed at 0.2.0 and updated equals a fresh install too.
+# A failure here usually means a src/sql change that the upgrade script into the current
+# version (src/upgrade/*.head.sql + UPGRADE_AREAS in the Makefile) does not express.
 use strict;
 use warnings;
 use File::Basename qw(dirname basename);
@@ -25,6 +26,8 @@ chomp $pgxs;
 my $pgxs_dir = dirname(dirname($pgxs));
 $ENV{PG_REGRESS} ||= "$pgxs_dir/test/regress/pg_regress";
 my $root = $ENV{ES_ROOT} or BAIL_OUT('ES_ROOT (the repository root) is not set');
+my ($current) = slurp_file("$root/pg_eventstore.control") =~ /default_version\s*=\s*'([^']+)'/
+  or BAIL_OUT('no default_version in pg_eventstore.control');
 
 my $node = PostgreSQL::Test::Cluster->new('upgrade');
 $node->init;
@@ -267,7 +270,8 @@ my %before = map { $_ => $node->safe_psql('updated', $query{$_}) } keys %query;
 is($before{versions}, '3|2|3|2', '0.1.0: stream versions');
 is(scalar(split /\n/, $before{keys}), 6, '0.1.0: six idempotency keys');
 
-# The instrument sees the difference between 0.1.0 and 0.2.0 (else (a) below proves nothing).
+# The instrument sees the difference between 0.1.0 and the current version (else (a) below
+# proves nothing).
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('fresh', q{
 	CREATE EXTENSION pg_eventstore;
@@ -276,15 +280,15 @@ $node->safe_psql('fresh', q{
 	SELECT es.create_event_table('app."Audit Log"');
 });
 my $fresh = describe('fresh');
-my $old_diff = compare_descriptions(describe('updated'), $fresh, '0.1.0', 'fresh 0.2.0');
+my $old_diff = compare_descriptions(describe('updated'), $fresh, '0.1.0', "fresh $current");
 cmp_ok(scalar(map { @$_ } values %$old_diff), '>', 100,
-	'the catalog description tells 0.1.0 from 0.2.0');
+	"the catalog description tells 0.1.0 from $current");
 
 # ---------------------------------------------------------------------------------------------
 # The update.
 $node->safe_psql('updated', 'ALTER EXTENSION pg_eventstore UPDATE');
 is($node->safe_psql('updated', q{SELECT extversion FROM pg_extension WHERE extname = 'pg_eventstore'}),
-	'0.2.0', 'updated to 0.2.0');
+	$current, "updated to $current");
 
 # (a) The catalog equals a fresh install's.
 my $updated = describe('updated');
@@ -296,9 +300,9 @@ for my $kind (qw(extension config_dump member init_privs schema function relatio
 	constraint trigger policy sequence type store))
 {
 	my $lines = delete $diff->{$kind} || [];
-	my $ok = is(scalar(@$lines), 0, "(a) $kind: updated database equals a fresh 0.2.0 install");
+	my $ok = is(scalar(@$lines), 0, "(a) $kind: updated database equals a fresh $current install");
 	next if $ok;
-	diag("pg_eventstore--0.1.0--0.2.0.sql does not produce what src/sql installs ($kind):");
+	diag("the upgrade scripts from 0.1.0 do not produce what src/sql installs ($kind):");
 	diag("  $_") for @$lines;
 	if ($kind eq 'function')
 	{
@@ -313,6 +317,19 @@ for my $kind (qw(extension config_dump member init_privs schema function relatio
 }
 is_deeply([ sort keys %$diff ], [], '(a) no difference of any other kind')
   or diag(join("\n", map { @$_ } values %$diff));
+
+# (d) From the previous release: installed at 0.2.0, updated, equal to a fresh install.
+$node->safe_psql('postgres', 'CREATE DATABASE from_020');
+$node->safe_psql('from_020', q{
+	CREATE EXTENSION pg_eventstore VERSION '0.2.0';
+	CREATE SCHEMA app;
+	SELECT es.create_event_table('app.orders');
+	SELECT es.create_event_table('app."Audit Log"');
+	ALTER EXTENSION pg_eventstore UPDATE;
+});
+my $diff_020 = compare_descriptions(describe('from_020'), $fresh, 'from_020', 'fresh');
+is_deeply([ map { @$_ } values %$diff_020 ], [], "(d) 0.2.0 updated to $current equals a fresh install")
+  or diag(join("\n", map { @$_ } values %$diff_020));
 
 # ---------------------------------------------------------------------------------------------
 # (b) The data survived.
