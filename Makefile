@@ -14,15 +14,17 @@ OBJS        = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 # scripts (pg_eventstore--0.1.0.sql, --0.2.0.sql) and released upgrade scripts
 # (pg_eventstore--A--B.sql) are committed at the top level, frozen, and installed as they are.
 # The upgrade script into the unreleased EXTVERSION is built from src/upgrade/<from>--<to>.head.sql
-# (what the area files cannot express: drops, ALTER TABLE) followed by the area files listed in
+# (what the area files cannot express: drops, ALTER TABLE), the area files listed in
 # UPGRADE_AREAS (each of them re-runnable: CREATE OR REPLACE only), so it cannot drift from
-# them; it is committed frozen when EXTVERSION is released.
+# them, and the .tail.sql (privileges of new functions); it is committed frozen when EXTVERSION
+# is released.
 SQL_SOURCES = $(sort $(wildcard src/sql/*.sql))
 UPGRADE_FROM = 0.2.0
 UPGRADE_TO_CURRENT = $(EXTENSION)--$(UPGRADE_FROM)--$(EXTVERSION).sql
-UPGRADE_AREAS =
+UPGRADE_AREAS = 41_outbox_claim.sql 85_stats.sql
 UPGRADE_SOURCES = src/upgrade/$(UPGRADE_FROM)--$(EXTVERSION).head.sql \
-                  $(addprefix src/sql/,$(UPGRADE_AREAS))
+                  $(addprefix src/sql/,$(UPGRADE_AREAS)) \
+                  src/upgrade/$(UPGRADE_FROM)--$(EXTVERSION).tail.sql
 DATA_built  = $(EXTENSION)--$(EXTVERSION).sql $(UPGRADE_TO_CURRENT)
 DATA        = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*.sql))
 

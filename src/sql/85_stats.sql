@@ -1,8 +1,9 @@
 -- Operations: es.stats (API.md §8), one row per store, consumer group and projection.
+-- Re-runnable (CREATE OR REPLACE only): the 0.2.0 -> 0.3.0 upgrade script runs this file as it is.
 
 -- Per event table: events, streams and events recorded in the last minute. NULLs for a store
 -- the caller may not read (the counts run with the caller's rights).
-CREATE FUNCTION es._stats_store(store regclass, OUT events bigint, OUT streams bigint,
+CREATE OR REPLACE FUNCTION es._stats_store(store regclass, OUT events bigint, OUT streams bigint,
                                 OUT appended_last_minute bigint)
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -19,7 +20,7 @@ COMMENT ON FUNCTION es._stats_store(regclass) IS
 
 -- Per consumer group and topic: messages not yet acked (handed out, waiting, or not yet taken
 -- in), the age of the oldest of them, and dead letters. Counts only, no payloads.
-CREATE FUNCTION es._stats_outbox()
+CREATE OR REPLACE FUNCTION es._stats_outbox()
 RETURNS TABLE (consumer_group text, topic text, backlog bigint, oldest_unacked_age interval,
                dead_letters bigint)
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -28,7 +29,7 @@ RETURNS TABLE (consumer_group text, topic text, backlog bigint, oldest_unacked_a
       FROM es._outbox_groups g
       LEFT JOIN LATERAL (
           SELECT m.id, m.published_at FROM es._outbox_messages m
-           WHERE m.topic = g.topic AND m.id > g.intake_id
+           WHERE m.topic = g.topic AND m.id > es._outbox_intake_id(g.group_id)
           UNION ALL
           SELECT m.id, m.published_at FROM es._outbox_lanes l
             JOIN es._outbox_messages m
@@ -44,7 +45,7 @@ COMMENT ON FUNCTION es._stats_outbox() IS
 -- kind 'store'      name = event table: events, streams, appended_last_minute
 -- kind 'outbox'     name = consumer group, topic: backlog, oldest_unacked_age, dead_letters
 -- kind 'projection' name = projection: lag_events, lag_seconds (NULL: store not readable)
-CREATE VIEW es.stats AS
+CREATE OR REPLACE VIEW es.stats AS
 SELECT 'store'::text AS kind, s.store::text AS name, NULL::text AS topic,
        st.events, st.streams, st.appended_last_minute,
        NULL::bigint AS backlog, NULL::interval AS oldest_unacked_age, NULL::bigint AS dead_letters,

@@ -268,7 +268,7 @@ void refresher(int n, bool draining) {
 bool drained(Session &s) {
   Outcome o = s.exec(
       "SELECT NOT EXISTS (SELECT 1 FROM es._outbox_lanes)"
-      "   AND (SELECT bool_and(g.intake_id >= (SELECT coalesce(max(m.id), 0) FROM es._outbox_messages m"
+      "   AND (SELECT bool_and(es._outbox_intake_id(g.group_id) >= (SELECT coalesce(max(m.id), 0) FROM es._outbox_messages m"
       "                                         WHERE m.topic = g.topic)) FROM es._outbox_groups g)"
       "   AND (SELECT position FROM es._subscriptions WHERE name = 'sub')"
       "       >= (SELECT coalesce(max(global_position), 0) FROM es.events)"

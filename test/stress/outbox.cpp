@@ -297,7 +297,7 @@ int main() {
         "SELECT count(*) FROM es._outbox_lanes l JOIN es._outbox_groups g USING (group_id) WHERE g.topic = $1",
         {topic});
     long long behind = scalar(admin,
-        "SELECT count(*) FROM es._outbox_groups g WHERE g.topic = $1 AND g.intake_id <"
+        "SELECT count(*) FROM es._outbox_groups g WHERE g.topic = $1 AND es._outbox_intake_id(g.group_id) <"
         " (SELECT coalesce(max(id), 0) FROM es._outbox_messages WHERE topic = $1)", {topic});
     if (open == 0 && behind == 0) { drained = true; break; }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));

@@ -198,7 +198,7 @@ sub reconcile
 	my %by_key;
 	push @{ $by_key{ $_->[1] } }, $_->[0] for grep { $_->[1] ne '' } values %msg;
 	my @ids = sort { $a <=> $b } keys %msg;
-	for my $g (rows('SELECT consumer_group, group_id, start_id, intake_id FROM es._outbox_groups ORDER BY 1'))
+	for my $g (rows('SELECT consumer_group, group_id, start_id, es._outbox_intake_id(group_id) FROM es._outbox_groups ORDER BY 1'))
 	{
 		my ($name, $gid, $start, $intake) = @$g;
 		my %out;
