@@ -25,6 +25,12 @@ StoreInfo outbox_order() {
   return info;
 }
 
+// Claim locks of a consumer group (transaction-scoped, LOCKTAG_USERLOCK: database, group,
+// part, kClaimLockFlag): part 0..kShards-1 lets one claim at a time take in new messages of
+// that shard, part kShards one at a time sweep expired leases. Horizon registrations carry
+// the 0x8000 flag, the relay's lock 0x4000, so none of them meet.
+constexpr uint16 kClaimLockFlag = 0x2000;
+
 // The relay's high-water mark: ids up to it were reported. Backend memory only: the relay is
 // one long-lived backend, and a lost mark costs at most one coalesced doorbell.
 int64 relay_mark = -1;
@@ -50,6 +56,30 @@ Datum es_outbox_horizon(PG_FUNCTION_ARGS) {
   return es::guarded([&] {
     es::StoreInfo info = es::outbox_order();
     return Int64GetDatum(es::safe_horizon(info));
+  });
+}
+
+// es._outbox_lock(group_id int, part int, wait boolean) -> boolean: takes a claim lock of the
+// group for the transaction; without wait, returns false when another transaction holds it.
+PG_FUNCTION_INFO_V1(es_outbox_lock);
+Datum es_outbox_lock(PG_FUNCTION_ARGS) {
+  return es::guarded([&] {
+    if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+      es::pg_call([] { elog(ERROR, "pg_eventstore: _outbox_lock arguments must not be NULL"); });
+    int32 group_id = PG_GETARG_INT32(0);
+    int32 part = PG_GETARG_INT32(1);
+    bool wait = PG_GETARG_BOOL(2);
+    return es::pg_call([&] {
+      LOCKTAG tag;
+      tag.locktag_field1 = MyDatabaseId;
+      tag.locktag_field2 = static_cast<uint32>(group_id);
+      tag.locktag_field3 = static_cast<uint32>(part);
+      tag.locktag_field4 = es::kClaimLockFlag;
+      tag.locktag_type = LOCKTAG_USERLOCK;
+      tag.locktag_lockmethodid = USER_LOCKMETHOD;
+      LockAcquireResult got = LockAcquire(&tag, ExclusiveLock, false, !wait);
+      return BoolGetDatum(got != LOCKACQUIRE_NOT_AVAIL);
+    });
   });
 }
 

@@ -8,7 +8,7 @@
 --                     may be handed out, (head, tail] waiting behind it), or per key-less message
 --                     in flight; acked messages leave no row behind
 --   _outbox_dead      the groups' dead letters
--- Claims, acks and nacks are in 41_outbox_claim.sql.
+-- Claims, acks and nacks are in 41_outbox_flow.sql.
 
 CREATE TABLE es._outbox_messages (
     id           bigint PRIMARY KEY,
@@ -16,10 +16,11 @@ CREATE TABLE es._outbox_messages (
     key          text,
     payload      jsonb NOT NULL,
     headers      jsonb,
-    published_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+    published_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    shard        smallint NOT NULL   -- es._outbox_shard(key, id): claims take in shards side by side
 );
 CREATE SEQUENCE es._outbox_messages_id_seq AS bigint OWNED BY es._outbox_messages.id;
-CREATE INDEX _outbox_messages_topic_id ON es._outbox_messages (topic, id);
+CREATE INDEX _outbox_messages_topic_shard_id ON es._outbox_messages (topic, shard, id);
 CREATE INDEX _outbox_messages_topic_key_id ON es._outbox_messages (topic, key, id)
     WHERE key IS NOT NULL;
 COMMENT ON TABLE es._outbox_messages IS 'Outbox messages, insert-only until purged (internal)';
@@ -78,16 +79,18 @@ CREATE INDEX _outbox_lanes_leased ON es._outbox_lanes (group_id, due_at) WHERE l
 COMMENT ON TABLE es._outbox_lanes IS 'Outbox work in flight, waiting or retrying, per group and key (internal)';
 SELECT pg_catalog.pg_extension_config_dump('es._outbox_lanes', '');
 
--- Intake cursor log: one row per claim that took in new messages (or swept, at most one a
--- second): the newest row of a group is its cursor and its lease-sweep times. Insert-only, so
--- the cursor look-up (a backward index scan) stays one row however long a transaction is open;
--- full sweeps delete a group's older rows.
+-- Intake cursor log: per group and shard, one row per claim that took in new messages of the
+-- shard (an idle shard's cursor follows the horizon at most once a second); shard -1 records
+-- the lease sweeps. The newest row of (group, shard) wins. Insert-only, so the cursor look-up
+-- (a backward index scan) stays one row however long a transaction is open; full sweeps
+-- delete a group's older rows.
 CREATE TABLE es._outbox_intake (
     group_id      int NOT NULL REFERENCES es._outbox_groups ON DELETE CASCADE,
+    shard         smallint NOT NULL,   -- -1: the lease sweep's row
     intake_id     bigint NOT NULL,
     swept_at      timestamptz NOT NULL,
     full_swept_at timestamptz NOT NULL,
-    PRIMARY KEY (group_id, intake_id, swept_at)
+    PRIMARY KEY (group_id, shard, intake_id, swept_at)
 );
 COMMENT ON TABLE es._outbox_intake IS 'Outbox intake cursors and lease sweeps per group, newest row wins (internal)';
 SELECT pg_catalog.pg_extension_config_dump('es._outbox_intake', '');
@@ -170,62 +173,7 @@ END $$;
 COMMENT ON FUNCTION es.outbox_channel(text) IS
     'The LISTEN channel that gets a (coalesced) NOTIFY after messages of the topic commit';
 
--- Records a message in the caller's transaction; returns its id. Consumers see it only if the
--- transaction commits. Errors: ES041 bad topic, ES044 NULL payload, non-object headers,
--- key over 1024 bytes.
-CREATE FUNCTION es.outbox_publish(topic text, payload jsonb, key text DEFAULT NULL,
-                                  headers jsonb DEFAULT NULL)
-RETURNS bigint
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    new_id bigint;
-BEGIN
-    PERFORM es._outbox_check_topic(topic);
-    IF payload IS NULL THEN
-        RAISE EXCEPTION 'payload must not be NULL' USING ERRCODE = 'ES044',
-            HINT = 'Publish ''null''::jsonb for an empty message.';
-    END IF;
-    IF headers IS NOT NULL AND jsonb_typeof(headers) <> 'object' THEN
-        RAISE EXCEPTION 'headers must be a JSON object' USING ERRCODE = 'ES044',
-            DETAIL = format('headers is a JSON %s.', jsonb_typeof(headers));
-    END IF;
-    IF octet_length(key) > 1024 THEN
-        RAISE EXCEPTION 'key is too long' USING ERRCODE = 'ES044',
-            DETAIL = format('The limit is 1024 bytes; the key has %s.', octet_length(key));
-    END IF;
-    new_id := es._outbox_next_id();
-    INSERT INTO es._outbox_messages (id, topic, key, payload, headers)
-        VALUES (new_id, topic, key, payload, headers);
-    RETURN new_id;
-END $$;
-COMMENT ON FUNCTION es.outbox_publish(text, jsonb, text, jsonb) IS
-    'Records an outbox message in the current transaction; returns its id';
-
--- Route trigger on event tables with routes: publishes each event es.append inserts to every
--- matching route's topic (key = stream id, payload = the event, headers = id/type/position).
--- Plain INSERT/COPY rows (pg_restore, migrations) are not routed (the trigger's WHEN clause).
-CREATE FUNCTION es._outbox_route_event() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    r record;
-BEGIN
-    FOR r IN SELECT rt.topic FROM es._outbox_routes rt
-              WHERE rt.store = TG_RELID::regclass
-                AND (rt.event_types IS NULL OR NEW.event_type = ANY (rt.event_types))
-                AND (rt.stream_prefix IS NULL OR starts_with(NEW.stream_id, rt.stream_prefix))
-              ORDER BY rt.topic
-    LOOP
-        INSERT INTO es._outbox_messages (id, topic, key, payload, headers)
-        VALUES (es._outbox_next_id(), r.topic, NEW.stream_id, to_jsonb(NEW),
-                jsonb_build_object('event_id', NEW.event_id, 'event_type', NEW.event_type,
-                                   'global_position', NEW.global_position,
-                                   'stream_version', NEW.stream_version,
-                                   'store', TG_RELID::regclass::text));
-    END LOOP;
-    RETURN NULL;
-END $$;
-COMMENT ON FUNCTION es._outbox_route_event() IS
-    'Event table trigger: publishes appended events to the routes'' topics (internal)';
+-- es.outbox_publish and the route trigger function: src/sql/41_outbox_flow.sql.
 
 -- Creates the route trigger on `store` when it has routes and drops it when it has none, so
 -- stores without routes pay nothing.
@@ -335,7 +283,7 @@ END $$;
 COMMENT ON FUNCTION es.outbox_subscribe(text, text, int) IS
     'Creates a consumer group on a topic; it receives every message published afterwards';
 
--- Claims, acks and nacks: src/sql/41_outbox_claim.sql.
+-- Claims, acks and nacks: src/sql/41_outbox_flow.sql.
 
 -- Every group's dead letters.
 CREATE VIEW es.outbox_dead_letters AS

@@ -28,8 +28,10 @@ RETURNS TABLE (consumer_group text, topic text, backlog bigint, oldest_unacked_a
            (SELECT count(*) FROM es._outbox_dead d WHERE d.group_id = g.group_id)
       FROM es._outbox_groups g
       LEFT JOIN LATERAL (
-          SELECT m.id, m.published_at FROM es._outbox_messages m
-           WHERE m.topic = g.topic AND m.id > es._outbox_intake_id(g.group_id)
+          SELECT m.id, m.published_at
+            FROM generate_series(0, 7) s
+            JOIN es._outbox_messages m
+              ON m.topic = g.topic AND m.shard = s AND m.id > es._outbox_intake_id(g.group_id, s)
           UNION ALL
           SELECT m.id, m.published_at FROM es._outbox_lanes l
             JOIN es._outbox_messages m

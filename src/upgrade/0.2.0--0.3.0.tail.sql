@@ -1,3 +1,8 @@
+-- Outbox messages published under 0.2.0 get their shard (a key's messages must share one).
+UPDATE es._outbox_messages m SET shard = es._outbox_shard(m.key, m.id)
+ WHERE m.shard <> es._outbox_shard(m.key, m.id);
+ALTER TABLE es._outbox_messages ALTER COLUMN shard DROP DEFAULT;
+
 -- After the area files: functions this update created start revoked from PUBLIC, as a fresh
 -- install leaves every function (REVOKE ALL ON ALL FUNCTIONS IN SCHEMA es FROM PUBLIC); a new
 -- function that a role may call needs its GRANT from src/sql/91_grants.sql repeated below

@@ -83,12 +83,21 @@ my %msg = split /[|\n]/, $node->safe_psql('src',
 	q{SELECT key, id FROM es._outbox_messages WHERE topic = 'ev' ORDER BY id});
 is(scalar(keys %msg), 10, 'ten events published to topic ev');
 sub ids { return join(',', map { $msg{$_} } @_); }
+# Claims of one message each: each gets the oldest message the group may have (a claim of
+# several may take messages of one shard before older ones of another; order is per key).
 sub claim
 {
 	my ($db, $group, $topic, $count, $lease) = @_;
-	return $node->safe_psql($db,
-		"SELECT string_agg(coalesce(key, '-') || ':' || attempts, ',' ORDER BY id)"
-		  . " FROM es.outbox_claim('$group', '$topic', $count, '$lease')");
+	my @got;
+	for (1 .. $count)
+	{
+		my $one = $node->safe_psql($db,
+			"SELECT id || '|' || coalesce(key, '-') || ':' || attempts"
+			  . " FROM es.outbox_claim('$group', '$topic', 1, '$lease')");
+		last if $one eq '';
+		push @got, [ split /\|/, $one ];
+	}
+	return join(',', map { $_->[1] } sort { $a->[0] <=> $b->[0] } @got);
 }
 
 # g1 on ev (max_attempts 2): s1, s2 acked; s3 waits an hour for its retry; s4 dead after two
