@@ -456,11 +456,16 @@ BEGIN
             horizon := es._outbox_horizon();
             order_ := array(
                 SELECT x.s FROM (
-                    SELECT s, (SELECT m.id FROM es._outbox_messages m
-                                WHERE m.topic = g.topic AND m.shard = s
-                                  AND m.id > es._outbox_intake_id(g.group_id, s) AND m.id <= horizon
-                                ORDER BY m.id LIMIT 1) AS next_id
-                      FROM generate_series(0, 7) s) x
+                    SELECT c.s, (SELECT m.id FROM es._outbox_messages m
+                                  WHERE m.topic = g.topic AND m.shard = c.s
+                                    AND m.id > c.intake_id AND m.id <= horizon
+                                  ORDER BY m.id LIMIT 1) AS next_id
+                      FROM (SELECT s, coalesce(
+                                   (SELECT i.intake_id FROM es._outbox_intake i
+                                     WHERE i.group_id = g.group_id AND i.shard = s
+                                     ORDER BY i.intake_id DESC, i.swept_at DESC LIMIT 1),
+                                   g.intake_id) AS intake_id
+                              FROM generate_series(0, 7) s) c) x
                  WHERE x.next_id IS NOT NULL ORDER BY x.next_id);
             FOREACH shard IN ARRAY order_ LOOP
                 EXIT WHEN cardinality(ids) >= max_count;
