@@ -158,6 +158,7 @@ int64 column_int8(int col) {
 // or abort), returns its result, or raises ES002 when the content differs.
 std::optional<AppendResult> claim_key(Oid store, text *key, text *stream, int64 fingerprint) {
   prepare_key_plans();
+  pin_search_path();
   Datum args[4] = {ObjectIdGetDatum(store), PointerGetDatum(key), PointerGetDatum(stream),
                    Int64GetDatum(fingerprint)};
   bool claimed = pg_call([&] {
@@ -206,6 +207,7 @@ std::optional<AppendResult> claim_key(Oid store, text *key, text *stream, int64 
 int64 current_version(StoreInfo &info, text *stream) {
   int64 direct = direct_last_version(info, stream);
   if (direct >= 0) return direct;
+  pin_search_path();
   return pg_call([&]() -> int64 {
     Datum args[1] = {PointerGetDatum(stream)};
     int rc = SPI_execute_snapshot(info.last_version, args, nullptr, GetLatestSnapshot(),
@@ -228,6 +230,7 @@ bool event_id_taken(const StoreInfo &info, Datum event_id) {
   std::string sql = std::string("SELECT 1 FROM ") + qualified_name(info.store) + " WHERE event_id = $1";
   Oid types[1] = {UUIDOID};
   SPIPlanPtr plan = prepare_fixed(sql.c_str(), 1, types);
+  pin_search_path();
   return pg_call([&] {
     Datum args[1] = {event_id};
     if (SPI_execute_snapshot(plan, args, nullptr, GetLatestSnapshot(), InvalidSnapshot, false,
@@ -271,6 +274,7 @@ Datum column_array(const EventRow *rows, int count, int column, Oid type) {
 // `count`. One row: insert_event; many: insert_batch, whose RETURNING lists the positions that
 // went in (in row order, like the positions).
 int spi_insert(const StoreInfo &info, const EventRow *rows, int count) {
+  pin_search_path();
   if (count == 1) {
     return pg_call([&] {
       int rc = SPI_execute_plan(info.insert_event, const_cast<Datum *>(rows[0].values),
@@ -365,7 +369,8 @@ int insert_rest(StoreInfo &info, text *stream, const std::vector<EventInput> &ev
 
 AppendResult append(text *stream, std::optional<int64> expected, std::vector<EventInput> &events,
                     text *key, Oid store, int64 fingerprint) {
-  SpiConnection spi;
+  // The usual append (no key, a table of the standard shape) runs no SPI statement.
+  SpiConnection spi(SpiConnection::Pin::kOnFirstStatement);
   enable_restored_inline_trigger(store);
   StoreInfo *info = lookup_store(store);
   require_privilege(store, ACL_INSERT, "append to");
@@ -415,6 +420,7 @@ AppendResult append(text *stream, std::optional<int64> expected, std::vector<Eve
   r.duplicate = false;
 
   if (key != nullptr) {
+    pin_search_path();
     pg_call([&] {
       Datum args[6] = {ObjectIdGetDatum(store),          PointerGetDatum(key),
                        Int64GetDatum(r.first_version),   Int64GetDatum(r.last_version),
