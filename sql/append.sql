@@ -223,5 +223,27 @@ SELECT first_version, last_version, first_position > :head AS after_head,
 SELECT first_version, duplicate FROM es.append_event('regress-ap-default', 2, 'C', '{"k":"v"}');
 SELECT stream_version, event_type, data FROM es.read_stream('regress-ap-default');
 
+-- 7. The result row type es.append_result in every calling style; each call appends once
+-- (`(es.append(...)).*` included: the function is set-returning, so it is not evaluated per
+-- column).
+SELECT es.append_event('call-styles', 0, 'A', NULL, NULL, NULL, 'regress_ap.store');
+SELECT (es.append('call-styles', 1, '[{"type":"B"}]', NULL, 'regress_ap.store')).*;
+SELECT (es.append_event('call-styles', 2, 'C', NULL, NULL, NULL, 'regress_ap.store')).last_version;
+SELECT r.first_version, r.duplicate
+  FROM es.append_event('call-styles', 3, 'D', NULL, NULL, NULL, 'regress_ap.store') AS r;
+DO $$
+DECLARE
+    r es.append_result;
+    v bigint;
+BEGIN
+    SELECT * INTO r FROM es.append('call-styles', 4, '[{"type":"E"},{"type":"F"}]', NULL, 'regress_ap.store');
+    RAISE NOTICE 'into a row: versions % to %, duplicate %', r.first_version, r.last_version, r.duplicate;
+    SELECT last_version INTO v FROM es.append_event('call-styles', 6, 'G', NULL, NULL, NULL, 'regress_ap.store');
+    RAISE NOTICE 'into a scalar: version %', v;
+END $$;
+SELECT stream_version, event_type FROM regress_ap.store WHERE stream_id = 'call-styles' ORDER BY 1;
+SELECT pg_get_function_result('es.append(text, bigint, jsonb, text, regclass)'::regprocedure) AS append,
+       pg_get_function_result('es.append_event(text, bigint, text, jsonb, jsonb, text, regclass)'::regprocedure) AS append_event;
+
 SELECT es.drop_event_table('regress_ap.store');
 DROP SCHEMA regress_ap CASCADE;

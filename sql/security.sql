@@ -142,6 +142,12 @@ BEGIN
                              'regress_sec.store');
     PERFORM * FROM es.append_event(stream, 2, 'C', '{}', '{}', NULL, 'regress_sec.store');
     PERFORM * FROM es.append_event(stream, NULL, 'D', '{}');
+    -- es.events takes the direct append path, which pins search_path only before the SPI
+    -- statements it runs: the key's, here a first use and a replay. An idle read_all poll and
+    -- head_position pin only on a store cache miss.
+    PERFORM * FROM es.append_event(stream, NULL, 'E', '{}', NULL, 'regress-sec-key-e-' || round);
+    PERFORM * FROM es.append_event(stream, NULL, 'E', '{}', NULL, 'regress-sec-key-e-' || round);
+    PERFORM * FROM es.read_all(es.head_position(), 10);
     PERFORM * FROM es.read_stream(stream, 1, NULL, 'regress_sec.store');
     PERFORM * FROM es.read_stream_backward(stream, NULL, NULL, 'regress_sec.store');
     PERFORM es.stream_version(stream, 'regress_sec.store');

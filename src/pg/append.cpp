@@ -123,30 +123,49 @@ Datum jsonb_datum(JsonbValue *v) {
   return pg_call([&] { return JsonbPGetDatum(JsonbValueToJsonb(v)); });
 }
 
-// The plans shared by every store.
-struct KeyPlans {
-  SPIPlanPtr claim = nullptr, lookup = nullptr, complete = nullptr;
-};
-KeyPlans key_plans;
+// The plan shared by every store: records a key with its append's result.
+SPIPlanPtr record_key_plan = nullptr;
 
-void prepare_key_plans() {
-  if (key_plans.claim) return;
-  Oid claim_types[4] = {REGCLASSOID, TEXTOID, TEXTOID, INT8OID};
-  key_plans.claim = prepare_kept(
-      "INSERT INTO es._idempotency_keys (store, key, stream_id, fingerprint)"
-      " VALUES ($1, $2, $3, $4) ON CONFLICT (store, key) DO NOTHING",
-      4, claim_types);
-  Oid lookup_types[2] = {REGCLASSOID, TEXTOID};
-  key_plans.lookup = prepare_kept(
-      "SELECT stream_id, fingerprint, first_version, last_version, first_position,"
-      " last_position FROM es._idempotency_keys WHERE store = $1 AND key = $2",
-      2, lookup_types);
-  Oid complete_types[6] = {REGCLASSOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID};
-  key_plans.complete = prepare_kept(
-      "UPDATE es._idempotency_keys SET first_version = $3, last_version = $4,"
-      " first_position = $5, last_position = $6 WHERE store = $1 AND key = $2",
-      6, complete_types);
+void prepare_record_key_plan() {
+  if (record_key_plan) return;
+  Oid types[8] = {REGCLASSOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID};
+  record_key_plan = prepare_kept(
+      "INSERT INTO es._idempotency_keys (store, key, stream_id, fingerprint, first_version,"
+      " last_version, first_position, last_position) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+      " ON CONFLICT (store, key) DO NOTHING",
+      8, types);
 }
+
+// Calls with the same key take turns: a transaction-scoped lock (LOCKTAG_USERLOCK: database,
+// store, 45 bits of the key's hash with the 0x2000 flag in field4 — registrations carry 0x8000
+// (horizon.cpp), the relay's lock is field4 = 0x4000 alone) held to commit or abort, like
+// the row lock of an INSERT. A later call waits for an earlier one, then looks the key up with
+// a fresh snapshot. A hash collision only makes two keys take turns.
+constexpr uint16 kKeyLockFlag = 0x2000;
+
+void lock_key(Oid store, text *key) {
+  pg_call([&] {
+    uint64 hash = DatumGetUInt64(hash_any_extended(
+        reinterpret_cast<const unsigned char *>(VARDATA_ANY(key)),
+        static_cast<int>(VARSIZE_ANY_EXHDR(key)), 0));
+    LOCKTAG tag;
+    tag.locktag_field1 = MyDatabaseId;
+    tag.locktag_field2 = store;
+    tag.locktag_field3 = static_cast<uint32>(hash & 0xFFFFFFFF);
+    tag.locktag_field4 = static_cast<uint16>(kKeyLockFlag | ((hash >> 32) & 0x1FFF));
+    tag.locktag_type = LOCKTAG_USERLOCK;
+    tag.locktag_lockmethodid = USER_LOCKMETHOD;
+    (void)LockAcquire(&tag, ExclusiveLock, false, false);
+  });
+}
+
+// What es._idempotency_keys holds for a key.
+struct StoredKey {
+  bool found;
+  bool same_stream;
+  int64 fingerprint;
+  AppendResult result;
+};
 
 int64 column_int8(int col) {
   bool isnull;
@@ -154,58 +173,113 @@ int64 column_int8(int col) {
   return isnull ? -1 : DatumGetInt64(d);
 }
 
-// Claims `key` for this call; when an earlier call holds it (after waiting for it to commit
-// or abort), returns its result, or raises ES002 when the content differs.
-std::optional<AppendResult> claim_key(Oid store, text *key, text *stream, int64 fingerprint) {
-  prepare_key_plans();
-  Datum args[4] = {ObjectIdGetDatum(store), PointerGetDatum(key), PointerGetDatum(stream),
-                   Int64GetDatum(fingerprint)};
-  bool claimed = pg_call([&] {
-    if (SPI_execute_plan(key_plans.claim, args, nullptr, false, 0) != SPI_OK_INSERT)
-      elog(ERROR, "pg_eventstore: idempotency key claim failed");
-    return SPI_processed == 1;
-  });
-  if (claimed) return std::nullopt;
+int64 slot_int8(TupleTableSlot *slot, AttrNumber attnum) {
+  bool isnull;
+  Datum d = slot_getattr(slot, attnum, &isnull);
+  return isnull ? -1 : DatumGetInt64(d);
+}
 
-  AppendResult r{};
-  bool same_stream = false;
-  int64 stored_fingerprint = 0;
-  bool found = pg_call([&] {
-    int rc = SPI_execute_snapshot(key_plans.lookup, args, nullptr, GetLatestSnapshot(),
-                                  InvalidSnapshot, false, false, 1);
-    if (rc != SPI_OK_SELECT) elog(ERROR, "pg_eventstore: idempotency key lookup failed");
-    if (SPI_processed != 1) return false;
-    bool isnull;
-    Datum s = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-    if (!isnull) {
-      text *stored = DatumGetTextPP(s);
-      same_stream = VARSIZE_ANY_EXHDR(stored) == VARSIZE_ANY_EXHDR(stream) &&
-                    memcmp(VARDATA_ANY(stored), VARDATA_ANY(stream), VARSIZE_ANY_EXHDR(stream)) == 0;
+// The key's row, read through the primary key with a fresh snapshot and locked FOR KEY SHARE,
+// so that an es.maintain purge deleting it is waited for (then the key is gone). No planner: a
+// kept plan's generic plan, chosen while the table was small, would scan it sequentially until
+// the next ANALYZE. Runs as the extension owner (the table is private).
+StoredKey find_key(Oid store, text *key, text *stream) {
+  StoredKey k{};
+  pg_call([&] {
+    CommandCounterIncrement();  // keys this transaction recorded are visible to the snapshot
+    Oid relid = get_relname_relid("_idempotency_keys", get_namespace_oid("es", false));
+    if (!OidIsValid(relid)) elog(ERROR, "pg_eventstore: table es._idempotency_keys is missing");
+    Relation rel = table_open(relid, RowShareLock);
+    Relation index = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+    TupleDesc desc = RelationGetDescr(rel);
+    ScanKeyData scan_keys[2];
+    ScanKeyEntryInitialize(&scan_keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+                           index->rd_indcollation[0], F_OIDEQ, ObjectIdGetDatum(store));
+    ScanKeyEntryInitialize(&scan_keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+                           index->rd_indcollation[1], F_TEXTEQ, PointerGetDatum(key));
+    Snapshot snapshot = RegisterSnapshot(GetLatestSnapshot());
+    IndexScanDesc scan = index_beginscan(rel, index, snapshot, 2, 0);
+    index_rescan(scan, scan_keys, 2, nullptr, 0);
+    TupleTableSlot *slot = table_slot_create(rel, nullptr);
+    if (index_getnext_slot(scan, ForwardScanDirection, slot)) {
+      ItemPointerData tid = slot->tts_tid;
+      TM_FailureData failure;
+      TM_Result locked =
+          table_tuple_lock(rel, &tid, snapshot, slot, GetCurrentCommandId(false),
+                           LockTupleKeyShare, LockWaitBlock, TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+                           &failure);
+      if (locked == TM_Ok) {
+        k.found = true;
+        bool isnull;
+        Datum stored = slot_getattr(slot, SPI_fnumber(desc, "stream_id"), &isnull);
+        if (!isnull) {
+          text *t = DatumGetTextPP(stored);
+          k.same_stream = VARSIZE_ANY_EXHDR(t) == VARSIZE_ANY_EXHDR(stream) &&
+                          memcmp(VARDATA_ANY(t), VARDATA_ANY(stream), VARSIZE_ANY_EXHDR(stream)) == 0;
+        }
+        k.fingerprint = slot_int8(slot, SPI_fnumber(desc, "fingerprint"));
+        k.result.first_version = slot_int8(slot, SPI_fnumber(desc, "first_version"));
+        k.result.last_version = slot_int8(slot, SPI_fnumber(desc, "last_version"));
+        k.result.first_position = slot_int8(slot, SPI_fnumber(desc, "first_position"));
+        k.result.last_position = slot_int8(slot, SPI_fnumber(desc, "last_position"));
+      } else if (locked == TM_Deleted && IsolationUsesXactSnapshot()) {
+        ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+                        errmsg("could not serialize access due to concurrent delete")));
+      } else if (locked != TM_Deleted && locked != TM_SelfModified) {
+        elog(ERROR, "pg_eventstore: unexpected result %d locking an idempotency key", locked);
+      }
     }
-    stored_fingerprint = column_int8(2);
-    r.first_version = column_int8(3);
-    r.last_version = column_int8(4);
-    r.first_position = column_int8(5);
-    r.last_position = column_int8(6);
-    return true;
+    ExecDropSingleTupleTableSlot(slot);
+    index_endscan(scan);
+    UnregisterSnapshot(snapshot);
+    index_close(index, NoLock);
+    table_close(rel, NoLock);
   });
-  if (!found)
-    raise("40001", "idempotency key is held by a transaction this snapshot cannot see",
-          {}, "Retry the transaction.");
+  return k;
+}
+
+// Takes `key`'s turn; when an earlier call recorded it, returns its result, or raises ES002
+// when the content differs. Otherwise the append goes ahead and record_key stores its result.
+std::optional<AppendResult> claim_key(Oid store, text *key, text *stream, int64 fingerprint) {
+  lock_key(store, key);
+  StoredKey stored = find_key(store, key, stream);
+  if (!stored.found) return std::nullopt;
   std::string key_text = pg_call([&] { return text_to_cstring(key); });
-  if (!same_stream || stored_fingerprint != fingerprint)
+  if (!stored.same_stream || stored.fingerprint != fingerprint)
     raise(sqlstate::kIdempotencyKeyReused,
           "idempotency key \"" + key_text + "\" was already used for a different append",
-          same_stream ? "The key was used for the same stream with different events."
-                      : "The key was used for a different stream.",
+          stored.same_stream ? "The key was used for the same stream with different events."
+                             : "The key was used for a different stream.",
           "Use a new key for a new append; a retry must repeat the original call exactly.");
+  AppendResult r = stored.result;
   r.duplicate = true;
   return r;
+}
+
+// Stores the result of the append that took `key`'s turn (claim_key). Under the key's lock
+// the row cannot exist, unless a writer that does not take the lock (a backend still running
+// 0.2.0's library, or a restore) got there first: then the call is retried.
+void record_key(Oid store, text *key, text *stream, int64 fingerprint, const AppendResult &r) {
+  prepare_record_key_plan();
+  pin_search_path();
+  bool recorded = pg_call([&] {
+    Datum args[8] = {ObjectIdGetDatum(store),         PointerGetDatum(key),
+                     PointerGetDatum(stream),         Int64GetDatum(fingerprint),
+                     Int64GetDatum(r.first_version),  Int64GetDatum(r.last_version),
+                     Int64GetDatum(r.first_position), Int64GetDatum(r.last_position)};
+    if (SPI_execute_plan(record_key_plan, args, nullptr, false, 0) != SPI_OK_INSERT)
+      elog(ERROR, "pg_eventstore: idempotency key insert failed");
+    return SPI_processed == 1;
+  });
+  if (!recorded)
+    raise("40001", "idempotency key was recorded concurrently by another transaction", {},
+          "Retry the transaction.");
 }
 
 int64 current_version(StoreInfo &info, text *stream) {
   int64 direct = direct_last_version(info, stream);
   if (direct >= 0) return direct;
+  pin_search_path();
   return pg_call([&]() -> int64 {
     Datum args[1] = {PointerGetDatum(stream)};
     int rc = SPI_execute_snapshot(info.last_version, args, nullptr, GetLatestSnapshot(),
@@ -228,6 +302,7 @@ bool event_id_taken(const StoreInfo &info, Datum event_id) {
   std::string sql = std::string("SELECT 1 FROM ") + qualified_name(info.store) + " WHERE event_id = $1";
   Oid types[1] = {UUIDOID};
   SPIPlanPtr plan = prepare_fixed(sql.c_str(), 1, types);
+  pin_search_path();
   return pg_call([&] {
     Datum args[1] = {event_id};
     if (SPI_execute_snapshot(plan, args, nullptr, GetLatestSnapshot(), InvalidSnapshot, false,
@@ -271,6 +346,7 @@ Datum column_array(const EventRow *rows, int count, int column, Oid type) {
 // `count`. One row: insert_event; many: insert_batch, whose RETURNING lists the positions that
 // went in (in row order, like the positions).
 int spi_insert(const StoreInfo &info, const EventRow *rows, int count) {
+  pin_search_path();
   if (count == 1) {
     return pg_call([&] {
       int rc = SPI_execute_plan(info.insert_event, const_cast<Datum *>(rows[0].values),
@@ -365,17 +441,19 @@ int insert_rest(StoreInfo &info, text *stream, const std::vector<EventInput> &ev
 
 AppendResult append(text *stream, std::optional<int64> expected, std::vector<EventInput> &events,
                     text *key, Oid store, int64 fingerprint) {
-  SpiConnection spi;
+  // The usual append (no key, a table of the standard shape) runs no SPI statement.
+  SpiConnection spi(SpiConnection::Pin::kOnFirstStatement);
   enable_restored_inline_trigger(store);
   StoreInfo *info = lookup_store(store);
   require_privilege(store, ACL_INSERT, "append to");
   Caller caller;
   GetUserIdAndSecContext(&caller.user, &caller.security_context);
   AsExtensionOwner owner;
-  register_appender(*info);
-
+  // Before registering: a call waiting for its key's turn holds no reader back, and a replay
+  // never registers.
   if (key != nullptr)
     if (auto duplicate = claim_key(store, key, stream, fingerprint)) return *duplicate;
+  register_appender(*info);
 
   std::string stream_name;
   AppendResult r{};
@@ -414,15 +492,7 @@ AppendResult append(text *stream, std::optional<int64> expected, std::vector<Eve
   }
   r.duplicate = false;
 
-  if (key != nullptr) {
-    pg_call([&] {
-      Datum args[6] = {ObjectIdGetDatum(store),          PointerGetDatum(key),
-                       Int64GetDatum(r.first_version),   Int64GetDatum(r.last_version),
-                       Int64GetDatum(r.first_position),  Int64GetDatum(r.last_position)};
-      if (SPI_execute_plan(key_plans.complete, args, nullptr, false, 0) != SPI_OK_UPDATE)
-        elog(ERROR, "pg_eventstore: idempotency key update failed");
-    });
-  }
+  if (key != nullptr) record_key(store, key, stream, fingerprint, r);
   return r;
 }
 

@@ -13,6 +13,7 @@ constexpr long kFetchBatch = 1000;
 // with a snapshot taken after the horizon was computed.
 void read_page(FunctionCallInfo fcinfo, const StoreInfo &info, Datum *args, const char *nulls) {
   ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+  pin_search_path();
   pg_call([&] {
     PushActiveSnapshot(GetLatestSnapshot());
     Portal portal = SPI_cursor_open(nullptr, info.read_all, args, nulls, true);
@@ -49,7 +50,8 @@ Datum es_read_all(PG_FUNCTION_ARGS) {
                 "a serializable transaction may not use.",
                 "Read in READ COMMITTED or REPEATABLE READ.");
     es::pg_call([&] { InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC); });
-    es::SpiConnection spi;
+    // A tailing reader's poll that finds nothing new runs no SPI statement.
+    es::SpiConnection spi(es::SpiConnection::Pin::kOnFirstStatement);
     es::StoreInfo *info = es::lookup_store(store);
     es::require_privilege(store, ACL_SELECT, "read");
     int64 horizon = es::safe_horizon(*info, after);
@@ -72,7 +74,8 @@ Datum es_head_position(PG_FUNCTION_ARGS) {
   return es::guarded([&] {
     if (PG_ARGISNULL(0)) es::raise(es::sqlstate::kUnknownStore, "store must not be NULL");
     Oid store = PG_GETARG_OID(0);
-    es::SpiConnection spi;
+    // Runs no SPI statement unless the store lookup misses its cache (which pins).
+    es::SpiConnection spi(es::SpiConnection::Pin::kOnFirstStatement);
     es::StoreInfo *info = es::lookup_store(store);
     es::require_privilege(store, ACL_SELECT, "read");
     return Int64GetDatum(es::safe_horizon(*info));

@@ -14,6 +14,7 @@ CallerFrame caller_frame = {false, InvalidOid, 0};
 Oid owner_namespace = InvalidOid;
 int spi_depth = 0;                     // nesting of SpiConnection
 char *outer_search_path = nullptr;     // the caller's search_path (TopMemoryContext)
+SpiConnection *innermost_spi = nullptr;  // the innermost open SpiConnection
 
 // Opens a GUC nest level with search_path set to `path` (AtEOXact_GUC closes it).
 int push_search_path(const char *path) {
@@ -115,6 +116,7 @@ StoreInfo *lookup_store(Oid store) {
         1, types);
   }
   Oid seq = InvalidOid;
+  pin_search_path();
   {
     AsExtensionOwner owner;
     pg_call([&] {
@@ -262,28 +264,42 @@ void reset_scopes() {
   rewrite_depth = 0;
   caller_frame = CallerFrame{false, InvalidOid, 0};
   spi_depth = 0;
+  innermost_spi = nullptr;
   if (outer_search_path) pfree(outer_search_path);
   outer_search_path = nullptr;
 }
 
-SpiConnection::SpiConnection() {
-  guc_nest_ = pg_call([] {
+SpiConnection::SpiConnection(Pin pin) : guc_nest_(0), enclosing_(innermost_spi) {
+  pg_call([] {
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pg_eventstore: SPI_connect failed");
-    if (spi_depth == 0) {
-      if (outer_search_path) pfree(outer_search_path);
+  });
+  innermost_spi = this;
+  ++spi_depth;
+  if (pin == Pin::kNow) this->pin();
+}
+
+void SpiConnection::pin() {
+  if (guc_nest_ != 0) return;
+  guc_nest_ = pg_call([] {
+    // The first pin records the caller's path: until then nothing changed it, whatever the
+    // nesting (an enclosing connection that pinned recorded it already).
+    if (outer_search_path == nullptr)
       outer_search_path = MemoryContextStrdup(TopMemoryContext, namespace_search_path);
-    }
     return push_search_path("pg_catalog, pg_temp");
   });
-  ++spi_depth;
+}
+
+void pin_search_path() {
+  if (innermost_spi != nullptr) innermost_spi->pin();
 }
 
 // On the error path the transaction is about to abort, and abort cleans SPI and the GUC nest
 // level up; calling into SPI with a half-unwound executor is exactly what we must not do.
 SpiConnection::~SpiConnection() {
+  innermost_spi = enclosing_;
   --spi_depth;
   if (std::uncaught_exceptions() == 0) {
-    AtEOXact_GUC(true, guc_nest_);
+    if (guc_nest_ != 0) AtEOXact_GUC(true, guc_nest_);
     SPI_finish();
   }
   if (spi_depth == 0 && outer_search_path) {

@@ -131,16 +131,31 @@ bool rewrite_allowed();
 // a kept plan is re-parsed under the search_path current when it runs (plancache.c
 // RevalidateCachedQuery), so fixing it at prepare time alone would let a caller's objects
 // into plans that run as the extension owner.
+// Pinning the path costs a GUC nest level and two search_path assignments (~6,000
+// instructions); an entry point whose usual call runs no SPI statement (es.append's direct
+// path, an idle es.read_all poll) opens the connection with kOnFirstStatement and pins only
+// when it runs one: every SPI statement under such a connection must be preceded by
+// pin_search_path(). Until then the entry point resolves no names (catalog lookups by OID,
+// index scans, fmgr calls only).
 class SpiConnection {
  public:
-  SpiConnection();
+  enum class Pin { kNow, kOnFirstStatement };
+  explicit SpiConnection(Pin pin = Pin::kNow);
   ~SpiConnection();
   SpiConnection(const SpiConnection &) = delete;
   SpiConnection &operator=(const SpiConnection &) = delete;
 
  private:
-  int guc_nest_;
+  friend void pin_search_path();
+  void pin();
+  int guc_nest_;               // 0 while not pinned
+  SpiConnection *enclosing_;   // the connection this one is nested in
 };
+
+// Pins the search_path of the innermost SpiConnection if it is not pinned yet (a no-op for a
+// kNow connection). Call it before every SPI statement that may run under a kOnFirstStatement
+// connection (and before executing a kept plan anywhere else it costs nothing).
+void pin_search_path();
 
 // The search_path of the caller of the outermost SpiConnection (nullptr outside one): user
 // code (handlers, reducers) runs with it again.

@@ -17,6 +17,19 @@ CREATE TYPE es.event AS (
 );
 COMMENT ON TYPE es.event IS 'One stored event, as every read function returns it';
 
+-- The row es.append and es.append_event return (API.md §2). A named type rather than
+-- RETURNS TABLE: the executor then takes the result's descriptor from the type cache instead
+-- of rebuilding it from pg_proc on every call. The 0.2.0 -> 0.3.0 upgrade creates it too
+-- (src/upgrade/0.2.0--0.3.0.head.sql): keep the two definitions equal.
+CREATE TYPE es.append_result AS (
+    first_version  bigint,
+    last_version   bigint,
+    first_position bigint,
+    last_position  bigint,
+    duplicate      boolean
+);
+COMMENT ON TYPE es.append_result IS 'Result of es.append and es.append_event: versions and positions of the batch, and whether it was an idempotent replay';
+
 -- Every event table and its position sequence. Other registries reference it with
 -- ON DELETE CASCADE, so es.drop_event_table cleans them.
 CREATE TABLE es._stores (

@@ -38,12 +38,9 @@ GRANT EXECUTE ON FUNCTION
     es.head_position(regclass)
     TO es_reader;
 
--- Core: appending.
+-- Core: appending. EXECUTE on es.append and es.append_event is granted in 91_grants.sql,
+-- which the 0.2.0 -> 0.3.0 upgrade re-runs after re-creating them.
 GRANT INSERT ON es.events TO es_writer;
-GRANT EXECUTE ON FUNCTION
-    es.append(text, bigint, jsonb, text, regclass),
-    es.append_event(text, bigint, text, jsonb, jsonb, text, regclass)
-    TO es_writer;
 
 -- Core: administration.
 GRANT INSERT, DELETE ON es._stores TO es_admin;

@@ -1,5 +1,18 @@
 -- Grants of the areas added after 0.1.0 (outbox, subscriptions, projections, state, redaction,
--- statistics). Kept apart from 90_roles.sql so the 0.1.0 -> 0.2.0 upgrade script reuses it.
+-- statistics), and of functions re-created since. Kept apart from 90_roles.sql so the upgrade
+-- scripts reuse it: re-runnable (GRANT/REVOKE only), in UPGRADE_AREAS of the Makefile.
+
+-- Appending (src/sql/20_append.sql). 0.3.0 re-creates es.append and es.append_event (result
+-- type es.append_result): the upgrade's new functions start with EXECUTE for PUBLIC, which
+-- 90_roles.sql's REVOKE ALL ON ALL FUNCTIONS does not reach, hence the explicit REVOKE.
+REVOKE ALL ON FUNCTION
+    es.append(text, bigint, jsonb, text, regclass),
+    es.append_event(text, bigint, text, jsonb, jsonb, text, regclass)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    es.append(text, bigint, jsonb, text, regclass),
+    es.append_event(text, bigint, text, jsonb, jsonb, text, regclass)
+    TO es_writer;
 
 -- Subscriptions (src/sql/50_subscriptions.sql). Readers consume: they read the registry and
 -- may move checkpoints (only `position`/`acked_at`; a trigger refuses moving back). Reading a

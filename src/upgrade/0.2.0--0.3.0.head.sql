@@ -7,12 +7,30 @@
 -- 0.1.0 through 0.2.0 with a fresh 0.3.0 install and prints every difference.
 \echo Use "ALTER EXTENSION pg_eventstore UPDATE" to load this file. \quit
 
--- Changes:
--- * Outbox claims no longer serialize on the group row for the whole claim, and no longer
---   update it: workers take ready lanes side by side (FOR UPDATE SKIP LOCKED); one claim at a
---   time takes in new messages (set-based) and sweeps expired leases, recording the intake
---   cursor in the insert-only es._outbox_intake. Lane indexes split into two partial indexes
---   (ready / leased). Acks finish their lanes set-based. (41_outbox_flow.sql, 85_stats.sql)
+-- Changes from 0.2.0:
+--  * es.append and es.append_event return SETOF es.append_result (ROWS 1) instead of
+--    TABLE (...), same columns: a return type cannot change in place, so they are dropped here,
+--    re-created by src/sql/20_append.sql and re-granted by src/sql/91_grants.sql.
+--  * Outbox claims no longer serialize on the group row, and never update it: workers take
+--    ready lanes side by side (FOR UPDATE SKIP LOCKED) and new messages from 8 shards
+--    (es._outbox_messages.shard, by key) under transaction-scoped claim locks, set-based; one
+--    claim at a time sweeps expired leases, over a bounded window. Intake cursors live in the
+--    insert-only es._outbox_intake. Lane indexes: two partial ones (ready / leased). Acks
+--    finish their lanes set-based. publish, the route trigger function, claim, ack and nack
+--    moved to the re-runnable 41_outbox_flow.sql; es.stats reads the new cursors (85_stats).
+
+-- Appending (src/sql/00_schema.sql, 20_append.sql).
+DROP FUNCTION es.append(text, bigint, jsonb, text, regclass);
+DROP FUNCTION es.append_event(text, bigint, text, jsonb, jsonb, text, regclass);
+-- As in src/sql/00_schema.sql.
+CREATE TYPE es.append_result AS (
+    first_version  bigint,
+    last_version   bigint,
+    first_position bigint,
+    last_position  bigint,
+    duplicate      boolean
+);
+COMMENT ON TYPE es.append_result IS 'Result of es.append and es.append_event: versions and positions of the batch, and whether it was an idempotent replay';
 
 -- Outbox (src/sql/40_outbox.sql, 41_outbox_flow.sql).
 DROP FUNCTION es._outbox_lock_group(text, text);
