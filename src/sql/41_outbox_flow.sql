@@ -300,35 +300,52 @@ BEGIN
             bound := coalesce(bound, horizon);
             EXIT WHEN bound <= intake;
         END IF;
-        WITH fresh AS (
-            SELECT m.id, m.key FROM es._outbox_messages m
-             WHERE m.topic = g.topic AND m.shard = _outbox_intake.shard
-               AND m.id > intake AND m.id <= bound
-             ORDER BY m.id LIMIT window_),
-        marked AS (
-            SELECT f.id, f.key,
-                   (f.key IS NULL
-                    OR (row_number() OVER (PARTITION BY f.key ORDER BY f.id) = 1
-                        AND NOT EXISTS (SELECT 1 FROM es._outbox_lanes l
-                                         WHERE l.group_id = g.group_id AND l.lane_key = f.key))) AS head
-              FROM fresh f),
-        counted AS (
-            SELECT k.id, k.key, k.head, count(*) FILTER (WHERE k.head) OVER (ORDER BY k.id) AS n
-              FROM marked k),
-        taken AS (
-            SELECT c.id, c.key FROM counted c
-             WHERE c.n - c.head::int < max_count - cardinality(heads)),
-        lanes AS (
-            INSERT INTO es._outbox_lanes AS l (group_id, lane_key, head_id, tail_id, attempts, leased, due_at)
-            SELECT g.group_id, t.key, min(t.id), max(t.id), 1, true, lease_end
-              FROM taken t
-             GROUP BY t.key, CASE WHEN t.key IS NULL THEN t.id END
-             ORDER BY min(t.id)
-            ON CONFLICT (group_id, lane_key) DO UPDATE SET tail_id = excluded.tail_id
-            RETURNING l.head_id)
-        SELECT (SELECT count(*) FROM fresh), (SELECT count(*) FROM taken), (SELECT max(t.id) FROM taken t),
-               array(SELECT n.head_id FROM lanes n WHERE n.head_id > intake ORDER BY n.head_id)
-          INTO seen, took, taken_, more;
+        IF cardinality(keys_) = 0 THEN
+            -- Key-less messages only: every one is a head; take what is wanted.
+            window_ := least(window_, max_count - cardinality(heads));
+            WITH fresh AS (
+                SELECT m.id FROM es._outbox_messages m
+                 WHERE m.topic = g.topic AND m.shard = _outbox_intake.shard
+                   AND m.id > intake AND m.id <= bound
+                 ORDER BY m.id LIMIT window_),
+            lanes AS (
+                INSERT INTO es._outbox_lanes AS l (group_id, lane_key, head_id, tail_id, attempts, leased, due_at)
+                SELECT g.group_id, NULL, f.id, f.id, 1, true, lease_end FROM fresh f ORDER BY f.id
+                RETURNING l.head_id)
+            SELECT count(*), count(*), max(n.head_id), coalesce(array_agg(n.head_id ORDER BY n.head_id), '{}')
+              INTO seen, took, taken_, more
+              FROM lanes n;
+        ELSE
+            WITH fresh AS (
+                SELECT m.id, m.key FROM es._outbox_messages m
+                 WHERE m.topic = g.topic AND m.shard = _outbox_intake.shard
+                   AND m.id > intake AND m.id <= bound
+                 ORDER BY m.id LIMIT window_),
+            marked AS (
+                SELECT f.id, f.key,
+                       (f.key IS NULL
+                        OR (row_number() OVER (PARTITION BY f.key ORDER BY f.id) = 1
+                            AND NOT EXISTS (SELECT 1 FROM es._outbox_lanes l
+                                             WHERE l.group_id = g.group_id AND l.lane_key = f.key))) AS head
+                  FROM fresh f),
+            counted AS (
+                SELECT k.id, k.key, k.head, count(*) FILTER (WHERE k.head) OVER (ORDER BY k.id) AS n
+                  FROM marked k),
+            taken AS (
+                SELECT c.id, c.key FROM counted c
+                 WHERE c.n - c.head::int < max_count - cardinality(heads)),
+            lanes AS (
+                INSERT INTO es._outbox_lanes AS l (group_id, lane_key, head_id, tail_id, attempts, leased, due_at)
+                SELECT g.group_id, t.key, min(t.id), max(t.id), 1, true, lease_end
+                  FROM taken t
+                 GROUP BY t.key, CASE WHEN t.key IS NULL THEN t.id END
+                 ORDER BY min(t.id)
+                ON CONFLICT (group_id, lane_key) DO UPDATE SET tail_id = excluded.tail_id
+                RETURNING l.head_id)
+            SELECT (SELECT count(*) FROM fresh), (SELECT count(*) FROM taken), (SELECT max(t.id) FROM taken t),
+                   array(SELECT n.head_id FROM lanes n WHERE n.head_id > intake ORDER BY n.head_id)
+              INTO seen, took, taken_, more;
+        END IF;
         heads := heads || more;
         took_all := took_all + took;
         IF seen < window_ AND took = seen AND bound = horizon THEN
@@ -530,9 +547,9 @@ BEGIN
     IF ids IS NULL OR array_position(ids, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'ids must be an array of message ids without NULLs' USING ERRCODE = 'ES044';
     END IF;
-    PERFORM es._outbox_check_group(consumer_group);
     wanted := array(SELECT DISTINCT u FROM unnest(ids) u ORDER BY u);
     IF cardinality(wanted) = 0 THEN
+        PERFORM es._outbox_check_group(consumer_group);
         RETURN;
     END IF;
     -- Every lane at once, locked in id order (as the one-by-one path below locks them).
@@ -543,6 +560,7 @@ BEGIN
     IF cardinality(lanes) <> cardinality(wanted)
        OR EXISTS (SELECT 1 FROM unnest(lanes) x WHERE NOT x.leased OR x.due_at <= now_at) THEN
         -- Some id is not held, or its lease ran out: one by one, for the precise error.
+        PERFORM es._outbox_check_group(consumer_group);
         FOREACH one IN ARRAY wanted LOOP
             held := es._outbox_held(consumer_group, one);
         END LOOP;
