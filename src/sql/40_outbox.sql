@@ -61,7 +61,7 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('es
 -- lane (lane_key NULL): one message (no key, or a re-driven dead letter).
 -- leased: head is handed out until due_at; otherwise head may be handed out from due_at on.
 CREATE TABLE es._outbox_lanes (
-    group_id   int NOT NULL REFERENCES es._outbox_groups ON DELETE CASCADE,
+    group_id   int NOT NULL,   -- no foreign key: see es._outbox_group_deleted()
     lane_key   text,
     head_id    bigint NOT NULL,
     tail_id    bigint NOT NULL,
@@ -85,7 +85,7 @@ SELECT pg_catalog.pg_extension_config_dump('es._outbox_lanes', '');
 -- (a backward index scan) stays one row however long a transaction is open; full sweeps
 -- delete a group's older rows.
 CREATE TABLE es._outbox_intake (
-    group_id      int NOT NULL REFERENCES es._outbox_groups ON DELETE CASCADE,
+    group_id      int NOT NULL,   -- no foreign key: see es._outbox_group_deleted()
     shard         smallint NOT NULL,   -- -1: the lease sweep's row
     intake_id     bigint NOT NULL,
     swept_at      timestamptz NOT NULL,

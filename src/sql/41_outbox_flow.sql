@@ -90,6 +90,21 @@ END $$;
 COMMENT ON FUNCTION es._outbox_route_event() IS
     'Event table trigger: publishes appended events to the routes'' topics (internal)';
 
+-- Lanes and intake cursors have no foreign key to their group: the check of each lane a claim
+-- inserts would take a KEY SHARE lock on the group row (a MultiXact when claims run side by
+-- side, the row's page dirtied by every claim). Deleting a group deletes them here instead.
+CREATE OR REPLACE FUNCTION es._outbox_group_deleted() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM es._outbox_lanes l WHERE l.group_id = OLD.group_id;
+    DELETE FROM es._outbox_intake i WHERE i.group_id = OLD.group_id;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION es._outbox_group_deleted() IS
+    'Consumer group trigger: deletes the group''s lanes and intake cursors (internal)';
+CREATE OR REPLACE TRIGGER es_outbox_group_deleted AFTER DELETE ON es._outbox_groups
+    FOR EACH ROW EXECUTE FUNCTION es._outbox_group_deleted();
+
 -- Raises ES040 unless some topic has `consumer_group`.
 CREATE OR REPLACE FUNCTION es._outbox_check_group(consumer_group text) RETURNS void
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$

@@ -18,6 +18,8 @@
 --    insert-only es._outbox_intake. Lane indexes: two partial ones (ready / leased). Acks
 --    finish their lanes set-based. publish, the route trigger function, claim, ack and nack
 --    moved to the re-runnable 41_outbox_flow.sql; es.stats reads the new cursors (85_stats).
+--    Lanes and cursors have no foreign key to their group (each check took a KEY SHARE lock
+--    on the group row, a MultiXact under concurrent claims); a trigger on the group deletes them.
 
 -- Appending (src/sql/00_schema.sql, 20_append.sql).
 DROP FUNCTION es.append(text, bigint, jsonb, text, regclass);
@@ -41,8 +43,10 @@ DROP INDEX es._outbox_messages_topic_id;
 CREATE INDEX _outbox_messages_topic_shard_id ON es._outbox_messages (topic, shard, id);
 CREATE INDEX _outbox_lanes_ready ON es._outbox_lanes (group_id, due_at, head_id) WHERE NOT leased;
 CREATE INDEX _outbox_lanes_leased ON es._outbox_lanes (group_id, due_at) WHERE leased;
+-- Lanes and cursors lose their foreign key to the group (es._outbox_group_deleted() cleans up).
+ALTER TABLE es._outbox_lanes DROP CONSTRAINT _outbox_lanes_group_id_fkey;
 CREATE TABLE es._outbox_intake (
-    group_id      int NOT NULL REFERENCES es._outbox_groups ON DELETE CASCADE,
+    group_id      int NOT NULL,   -- no foreign key: see es._outbox_group_deleted()
     shard         smallint NOT NULL,   -- -1: the lease sweep's row
     intake_id     bigint NOT NULL,
     swept_at      timestamptz NOT NULL,
