@@ -16,10 +16,14 @@
 -- The shard of a message: a key's messages share one (md5, stable across PostgreSQL
 -- versions and platforms); key-less ones go in runs of 16 consecutive ids, so a claim takes
 -- a run from one shard and a lone worker gets them in id order.
+-- (No SET search_path, so that it is inlined into the INSERT that uses it; every name is
+-- schema-qualified instead.)
 CREATE OR REPLACE FUNCTION es._outbox_shard(key text, id bigint) RETURNS smallint
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-    RETURN CASE WHEN key IS NULL THEN ((id >> 4) & 7)::smallint
-                ELSE (get_byte(decode(md5(key), 'hex'), 0) & 7)::smallint END;
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE WHEN key IS NULL
+                THEN ((id OPERATOR(pg_catalog.>>) 4) OPERATOR(pg_catalog.&) 7)::pg_catalog.int2
+                ELSE (pg_catalog.get_byte(pg_catalog.decode(pg_catalog.md5(key), 'hex'), 0)
+                      OPERATOR(pg_catalog.&) 7)::pg_catalog.int2 END;
 COMMENT ON FUNCTION es._outbox_shard(text, bigint) IS
     'The intake shard (0-7) of an outbox message: by key, or by id without one (internal)';
 
