@@ -195,6 +195,9 @@ $$;
 COMMENT ON FUNCTION es._outbox_intake_id(int) IS
     'A consumer group''s intake cursor: messages up to it are in its lanes or acked (internal)';
 
+-- (_outbox_sweep and _outbox_intake are called only by es.outbox_claim, whose search_path is
+-- pinned; they have no SET clause of their own, which would cost a GUC change per call.)
+
 -- Lease sweep, by the holder of the group's sweep lock: heads whose lease ran out go to the
 -- dead letters (on their last attempt) or become ready again, keeping their place (due_at =
 -- when the lease ended). It reads the leases that ended since the previous recorded sweep (one
@@ -205,7 +208,7 @@ COMMENT ON FUNCTION es._outbox_intake_id(int) IS
 -- sweeps start at the earliest skipped lease. Records itself (at most once a second, numbered)
 -- in es._outbox_intake, shard -1. Returns how many lanes it changed (and holds locked).
 CREATE OR REPLACE FUNCTION es._outbox_sweep(g es._outbox_groups, now_at timestamptz) RETURNS int
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql AS $$
 DECLARE
     lane  es._outbox_lanes;
     last_ record;
@@ -270,7 +273,7 @@ COMMENT ON FUNCTION es._outbox_sweep(es._outbox_groups, timestamptz) IS
 CREATE OR REPLACE FUNCTION es._outbox_intake(g es._outbox_groups, shard int, horizon bigint,
                                              max_count int, lease_end timestamptz)
 RETURNS bigint[]
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql AS $$
 DECLARE
     last_   record;
     intake  bigint;
@@ -440,7 +443,9 @@ BEGIN
             DETAIL = 'A claim reads messages with a snapshot taken after their safe horizon.',
             HINT = 'Claim in a short READ COMMITTED transaction of its own.';
     END IF;
-    PERFORM es._outbox_check_topic(topic);
+    IF topic IS NULL OR topic = '' OR octet_length(topic) > 256 THEN
+        PERFORM es._outbox_check_topic(topic);   -- raises ES041
+    END IF;
     SELECT * INTO g FROM es._outbox_groups x
      WHERE x.consumer_group = outbox_claim.consumer_group AND x.topic = outbox_claim.topic;
     IF NOT FOUND THEN
@@ -491,18 +496,20 @@ BEGIN
         FOR pass IN 1..2 LOOP
             horizon := es._outbox_horizon();
             order_ := array(
-                SELECT x.s FROM (
-                    SELECT c.s, (SELECT m.id FROM es._outbox_messages m
-                                  WHERE m.topic = g.topic AND m.shard = c.s
-                                    AND m.id > c.intake_id AND m.id <= horizon
-                                  ORDER BY m.id LIMIT 1) AS next_id
-                      FROM (SELECT s, coalesce(
-                                   (SELECT i.intake_id FROM es._outbox_intake i
-                                     WHERE i.group_id = g.group_id AND i.shard = s
-                                     ORDER BY i.intake_id DESC, i.swept_at DESC LIMIT 1),
-                                   g.intake_id) AS intake_id
-                              FROM generate_series(0, 7) s) c) x
-                 WHERE x.next_id IS NOT NULL ORDER BY x.next_id);
+                SELECT c.s
+                  FROM generate_series(0, 7) c(s)
+                 CROSS JOIN LATERAL (
+                       SELECT coalesce(
+                                  (SELECT i.intake_id FROM es._outbox_intake i
+                                    WHERE i.group_id = g.group_id AND i.shard = c.s
+                                    ORDER BY i.intake_id DESC, i.swept_at DESC LIMIT 1),
+                                  g.intake_id) AS intake_id) k
+                 CROSS JOIN LATERAL (
+                       SELECT m.id FROM es._outbox_messages m
+                        WHERE m.topic = g.topic AND m.shard = c.s
+                          AND m.id > k.intake_id AND m.id <= horizon
+                        ORDER BY m.id LIMIT 1) n
+                 ORDER BY n.id);
             FOREACH shard IN ARRAY order_ LOOP
                 EXIT WHEN cardinality(ids) >= max_count;
                 CONTINUE WHEN NOT es._outbox_lock(g.group_id, shard, false);
