@@ -538,9 +538,11 @@ CREATE OR REPLACE FUNCTION es._outbox_held(consumer_group text, id bigint, OUT l
                                            OUT grp es._outbox_groups)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    SELECT l.* INTO lane FROM es._outbox_lanes l JOIN es._outbox_groups g USING (group_id)
-     WHERE g.consumer_group = _outbox_held.consumer_group AND l.head_id = _outbox_held.id
-       FOR UPDATE OF l;
+    SELECT l.* INTO lane FROM es._outbox_lanes l
+     WHERE l.group_id = ANY (array(SELECT g.group_id FROM es._outbox_groups g
+                                    WHERE g.consumer_group = _outbox_held.consumer_group))
+       AND l.head_id = _outbox_held.id
+       FOR UPDATE;
     IF NOT FOUND OR NOT lane.leased THEN
         RAISE EXCEPTION 'message % is not held by consumer group "%"', id, consumer_group
             USING ERRCODE = 'ES042',
@@ -563,8 +565,9 @@ COMMENT ON FUNCTION es._outbox_held(text, bigint) IS
 CREATE OR REPLACE FUNCTION es.outbox_ack(consumer_group text, ids bigint[]) RETURNS void
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    wanted bigint[];
-    lanes  es._outbox_lanes[];
+    wanted  bigint[];
+    groups_ int[];
+    lanes   es._outbox_lanes[];
     now_at timestamptz := clock_timestamp();
     held   record;
     one    bigint;
@@ -579,10 +582,14 @@ BEGIN
         RETURN;
     END IF;
     -- Every lane at once, locked in id order (as the one-by-one path below locks them).
+    -- (Both key columns of the lanes' primary key given, so that the look-up is by key and
+    -- never walks the group's other lanes, dead ones included.)
+    groups_ := array(SELECT g.group_id FROM es._outbox_groups g
+                      WHERE g.consumer_group = outbox_ack.consumer_group);
     SELECT coalesce(array_agg(x ORDER BY x.head_id), '{}') INTO lanes
-      FROM (SELECT l.* FROM es._outbox_lanes l JOIN es._outbox_groups g USING (group_id)
-             WHERE g.consumer_group = outbox_ack.consumer_group AND l.head_id = ANY (wanted)
-             ORDER BY l.head_id FOR UPDATE OF l) x;
+      FROM (SELECT l.* FROM es._outbox_lanes l
+             WHERE l.group_id = ANY (groups_) AND l.head_id = ANY (wanted)
+             ORDER BY l.head_id FOR UPDATE) x;
     IF cardinality(lanes) <> cardinality(wanted)
        OR EXISTS (SELECT 1 FROM unnest(lanes) x WHERE NOT x.leased OR x.due_at <= now_at) THEN
         -- Some id is not held, or its lease ran out: one by one, for the precise error.
