@@ -36,7 +36,8 @@ void invalidate_store(Datum, Oid relid) {
 
 void forget_plans(StoreInfo *info) {
   for (SPIPlanPtr *plan :
-       {&info->last_version, &info->insert_event, &info->insert_batch, &info->read_all}) {
+       {&info->last_version, &info->insert_event, &info->insert_batch, &info->read_all,
+        &info->read_stream_forward, &info->read_stream_backward}) {
     if (*plan) SPI_freeplan(*plan);
     *plan = nullptr;
   }
@@ -102,6 +103,7 @@ StoreInfo *lookup_store(Oid store) {
   if (found && info->valid) return info;
   if (!found) {
     info->last_version = info->insert_event = info->insert_batch = info->read_all = nullptr;
+    info->read_stream_forward = info->read_stream_backward = nullptr;
   } else {
     pg_call([&] { forget_plans(info); });
   }

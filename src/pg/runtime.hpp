@@ -14,6 +14,8 @@ struct StoreInfo {
   SPIPlanPtr insert_event;    // INSERT ... ON CONFLICT DO NOTHING (run as the caller)
   SPIPlanPtr insert_batch;    // the same for many events of one stream, from arrays (unnest)
   SPIPlanPtr read_all;        // the global-order page query
+  SPIPlanPtr read_stream_forward;   // one stream from a version up (read_stream.cpp, lazily)
+  SPIPlanPtr read_stream_backward;  // one stream from a version down (read_stream.cpp, lazily)
   // The table's part of direct_insert's verdict (direct_insert.cpp): 0 not checked since the
   // last invalidation, 1 yes, -1 no; the standard columns' attnums; the arbiter index.
   int direct_state;

@@ -18,6 +18,9 @@
 --    insert-only es._outbox_intake. Lane indexes: two partial ones (ready / leased). Acks
 --    finish their lanes set-based. publish, the route trigger function, claim, ack and nack
 --    moved to the re-runnable 41_outbox_flow.sql; es.stats reads the new cursors (85_stats).
+--  * es.read_stream and es.read_stream_backward are C++ (a kept plan per store, run as the
+--    caller) instead of PL/pgSQL: same signatures, results, errors and privileges. The
+--    re-runnable 30_read.sql replaces them in place (CREATE OR REPLACE keeps their ACLs).
 
 -- Appending (src/sql/00_schema.sql, 20_append.sql).
 DROP FUNCTION es.append(text, bigint, jsonb, text, regclass);
