@@ -6,11 +6,6 @@
 
 #include "../core/limits.hpp"
 
-extern "C" {
-#include "executor/tstoreReceiver.h"
-#include "nodes/params.h"
-}
-
 namespace es {
 namespace {
 
@@ -79,43 +74,20 @@ void require_schema_usage(Oid store) {
   });
 }
 
-// Runs the stream query as the caller, straight into the SRF's tuplestore (which spills to
-// disk past work_mem), with the calling query's snapshot, as a STABLE function reads.
+// Runs the stream query as the caller, with the calling query's snapshot (as a STABLE
+// function reads), into the SRF's result.
 Datum read_stream(FunctionCallInfo fcinfo, Direction direction) {
   StreamRead read = check_arguments(fcinfo, direction);
   SpiConnection spi;
   StoreInfo *info = lookup_store(read.store);
   require_schema_usage(read.store);
   SPIPlanPtr plan = stream_plan(*info, direction);
-  auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
-  pg_call([&] {
-    InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-    ParamListInfo params = makeParamList(3);
-    params->numParams = 3;
-    const Oid types[3] = {TEXTOID, INT8OID, INT8OID};
-    const Datum values[3] = {read.stream_id, Int64GetDatum(read.from_version),
-                             Int64GetDatum(read.max_count)};
-    for (int i = 0; i < 3; ++i) {
-      params->params[i].value = values[i];
-      params->params[i].isnull = i == 2 && !read.has_max_count;
-      params->params[i].pflags = PARAM_FLAG_CONST;
-      params->params[i].ptype = types[i];
-    }
-    DestReceiver *dest = CreateDestReceiver(DestTuplestore);
-    SetTuplestoreDestReceiverParams(dest, rsinfo->setResult,
-                                    rsinfo->econtext->ecxt_per_query_memory, false,
-                                    rsinfo->setDesc,
-                                    "structure of query does not match function result type");
-    SPIExecuteOptions options;
-    memset(&options, 0, sizeof options);
-    options.params = params;
-    options.read_only = true;
-    options.dest = dest;
-    int rc = SPI_execute_plan_extended(plan, &options);
-    if (rc != SPI_OK_SELECT)
-      elog(ERROR, "pg_eventstore: stream read failed: %s", SPI_result_code_string(rc));
-    dest->rDestroy(dest);
-  });
+  pg_call([&] { InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC); });
+  static const Oid types[3] = {TEXTOID, INT8OID, INT8OID};
+  const Datum values[3] = {read.stream_id, Int64GetDatum(read.from_version),
+                           Int64GetDatum(read.max_count)};
+  const bool nulls[3] = {false, false, !read.has_max_count};
+  execute_into_result(fcinfo, plan, 3, types, values, nulls);
   return (Datum)0;
 }
 

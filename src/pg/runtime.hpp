@@ -163,6 +163,12 @@ void pin_search_path();
 // code (handlers, reducers) runs with it again.
 const char *caller_search_path();
 
+// Runs a read-only kept plan under the active snapshot, straight into the tuplestore of the
+// materialized SRF `fcinfo` (InitMaterializedSRF done; it spills to disk past work_mem): no
+// SPI tuple table in between. The plan's columns must match the SRF's result type.
+void execute_into_result(FunctionCallInfo fcinfo, SPIPlanPtr plan, int nargs, const Oid *types,
+                         const Datum *values, const bool *nulls);
+
 // Raises ES018 for a negative count argument.
 void check_non_negative(const char *argument, int64 value);
 
