@@ -7,26 +7,14 @@
 namespace es {
 namespace {
 
-constexpr long kFetchBatch = 1000;
-
-// Streams the page into the SRF's tuplestore (which spills to disk past work_mem), reading
-// with a snapshot taken after the horizon was computed.
-void read_page(FunctionCallInfo fcinfo, const StoreInfo &info, Datum *args, const char *nulls) {
-  ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+// Reads the page with a snapshot taken after the horizon was computed.
+void read_page(FunctionCallInfo fcinfo, const StoreInfo &info, const Datum *args,
+               const bool *nulls) {
+  static const Oid types[5] = {INT8OID, INT8OID, TEXTARRAYOID, TEXTOID, INT8OID};
   pin_search_path();
-  pg_call([&] {
-    PushActiveSnapshot(GetLatestSnapshot());
-    Portal portal = SPI_cursor_open(nullptr, info.read_all, args, nulls, true);
-    PopActiveSnapshot();
-    for (;;) {
-      SPI_cursor_fetch(portal, true, kFetchBatch);
-      if (SPI_processed == 0) break;
-      for (uint64 i = 0; i < SPI_processed; ++i)
-        tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
-      SPI_freetuptable(SPI_tuptable);
-    }
-    SPI_cursor_close(portal);
-  });
+  pg_call([] { PushActiveSnapshot(GetLatestSnapshot()); });
+  execute_into_result(fcinfo, info.read_all, 5, types, args, nulls);
+  pg_call([] { PopActiveSnapshot(); });
 }
 
 }  // namespace
@@ -56,12 +44,12 @@ Datum es_read_all(PG_FUNCTION_ARGS) {
     es::require_privilege(store, ACL_SELECT, "read");
     int64 horizon = es::safe_horizon(*info, after);
     if (max_count == 0 || horizon <= after) return (Datum)0;
-    Datum args[5];
-    char nulls[6] = "     ";
+    Datum args[5] = {};
+    bool nulls[5] = {false, false, false, false, false};
     args[0] = Int64GetDatum(after);
     args[1] = Int64GetDatum(horizon);
-    if (PG_ARGISNULL(2)) nulls[2] = 'n'; else args[2] = PG_GETARG_DATUM(2);
-    if (PG_ARGISNULL(3)) nulls[3] = 'n'; else args[3] = PG_GETARG_DATUM(3);
+    if (PG_ARGISNULL(2)) nulls[2] = true; else args[2] = PG_GETARG_DATUM(2);
+    if (PG_ARGISNULL(3)) nulls[3] = true; else args[3] = PG_GETARG_DATUM(3);
     args[4] = Int64GetDatum(max_count);
     es::read_page(fcinfo, *info, args, nulls);
     return (Datum)0;

@@ -2,6 +2,11 @@
 
 #include "../core/limits.hpp"
 
+extern "C" {
+#include "executor/tstoreReceiver.h"
+#include "nodes/params.h"
+}
+
 namespace es {
 
 namespace {
@@ -36,7 +41,8 @@ void invalidate_store(Datum, Oid relid) {
 
 void forget_plans(StoreInfo *info) {
   for (SPIPlanPtr *plan :
-       {&info->last_version, &info->insert_event, &info->insert_batch, &info->read_all}) {
+       {&info->last_version, &info->insert_event, &info->insert_batch, &info->read_all,
+        &info->read_stream_forward, &info->read_stream_backward}) {
     if (*plan) SPI_freeplan(*plan);
     *plan = nullptr;
   }
@@ -102,6 +108,7 @@ StoreInfo *lookup_store(Oid store) {
   if (found && info->valid) return info;
   if (!found) {
     info->last_version = info->insert_event = info->insert_batch = info->read_all = nullptr;
+    info->read_stream_forward = info->read_stream_backward = nullptr;
   } else {
     pg_call([&] { forget_plans(info); });
   }
@@ -309,6 +316,35 @@ SpiConnection::~SpiConnection() {
 }
 
 const char *caller_search_path() { return outer_search_path; }
+
+void execute_into_result(FunctionCallInfo fcinfo, SPIPlanPtr plan, int nargs, const Oid *types,
+                         const Datum *values, const bool *nulls) {
+  auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+  pg_call([&] {
+    ParamListInfo params = makeParamList(nargs);
+    params->numParams = nargs;
+    for (int i = 0; i < nargs; ++i) {
+      params->params[i].value = values[i];
+      params->params[i].isnull = nulls[i];
+      params->params[i].pflags = PARAM_FLAG_CONST;
+      params->params[i].ptype = types[i];
+    }
+    DestReceiver *dest = CreateDestReceiver(DestTuplestore);
+    SetTuplestoreDestReceiverParams(dest, rsinfo->setResult,
+                                    rsinfo->econtext->ecxt_per_query_memory, false,
+                                    rsinfo->setDesc,
+                                    "structure of query does not match function result type");
+    SPIExecuteOptions options;
+    memset(&options, 0, sizeof options);
+    options.params = params;
+    options.read_only = true;  // under the active snapshot, as it is
+    options.dest = dest;
+    int rc = SPI_execute_plan_extended(plan, &options);
+    if (rc != SPI_OK_SELECT)
+      elog(ERROR, "pg_eventstore: read failed: %s", SPI_result_code_string(rc));
+    dest->rDestroy(dest);
+  });
+}
 
 void check_non_negative(const char *argument, int64 value) {
   if (value < 0)

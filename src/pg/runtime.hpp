@@ -14,6 +14,8 @@ struct StoreInfo {
   SPIPlanPtr insert_event;    // INSERT ... ON CONFLICT DO NOTHING (run as the caller)
   SPIPlanPtr insert_batch;    // the same for many events of one stream, from arrays (unnest)
   SPIPlanPtr read_all;        // the global-order page query
+  SPIPlanPtr read_stream_forward;   // one stream from a version up (read_stream.cpp, lazily)
+  SPIPlanPtr read_stream_backward;  // one stream from a version down (read_stream.cpp, lazily)
   // The table's part of direct_insert's verdict (direct_insert.cpp): 0 not checked since the
   // last invalidation, 1 yes, -1 no; the standard columns' attnums; the arbiter index.
   int direct_state;
@@ -160,6 +162,12 @@ void pin_search_path();
 // The search_path of the caller of the outermost SpiConnection (nullptr outside one): user
 // code (handlers, reducers) runs with it again.
 const char *caller_search_path();
+
+// Runs a read-only kept plan under the active snapshot, straight into the tuplestore of the
+// materialized SRF `fcinfo` (InitMaterializedSRF done; it spills to disk past work_mem): no
+// SPI tuple table in between. The plan's columns must match the SRF's result type.
+void execute_into_result(FunctionCallInfo fcinfo, SPIPlanPtr plan, int nargs, const Oid *types,
+                         const Datum *values, const bool *nulls);
 
 // Raises ES018 for a negative count argument.
 void check_non_negative(const char *argument, int64 value);

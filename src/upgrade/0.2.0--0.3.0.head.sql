@@ -20,6 +20,9 @@
 --    moved to the re-runnable 41_outbox_flow.sql; es.stats reads the new cursors (85_stats).
 --    Lanes and cursors have no foreign key to their group (each check took a KEY SHARE lock
 --    on the group row, a MultiXact under concurrent claims); a trigger on the group deletes them.
+--  * es.read_stream and es.read_stream_backward are C++ (a kept plan per store, run as the
+--    caller) instead of PL/pgSQL: same signatures, results, errors and privileges. The
+--    re-runnable 30_read.sql replaces them in place (CREATE OR REPLACE keeps their ACLs).
 
 -- Appending (src/sql/00_schema.sql, 20_append.sql).
 DROP FUNCTION es.append(text, bigint, jsonb, text, regclass);
