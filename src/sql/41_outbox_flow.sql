@@ -198,15 +198,16 @@ COMMENT ON FUNCTION es._outbox_intake_id(int) IS
 -- (_outbox_sweep and _outbox_intake are called only by es.outbox_claim, whose search_path is
 -- pinned; they have no SET clause of their own, which would cost a GUC change per call.)
 
--- Lease sweep, by the holder of the group's sweep lock: heads whose lease ran out go to the
--- dead letters (on their last attempt) or become ready again, keeping their place (due_at =
--- when the lease ended). It reads the leases that ended since the previous recorded sweep (one
--- second of overlap) through the partial index of leased lanes, so its cost follows the
--- hand-out rate, not the history an open transaction keeps from being vacuumed. Once a minute
--- it reads them all: a lease can end before the previous sweep and yet be unseen by it (its
--- claim's transaction outlived it). Lanes other transactions hold are skipped, and the next
--- sweeps start at the earliest skipped lease. Records itself (at most once a second, numbered)
--- in es._outbox_intake, shard -1. Returns how many lanes it changed (and holds locked).
+-- Lease sweep, by the holder of the group's sweep lock, at most every 10 ms per group: heads
+-- whose lease ran out go to the dead letters (on their last attempt) or become ready again,
+-- keeping their place (due_at = when the lease ended). It reads only the leases that ended
+-- since the previous sweep, through the partial index of leased lanes, so each lease entry —
+-- live or, under an open transaction, dead — is read about once, and a sweep's cost follows
+-- the hand-out rate, not the history an open transaction keeps from being vacuumed. Once a
+-- minute it reads them all: a lease can end before a sweep and yet be unseen by it (its
+-- claim's transaction outlived the lease). Lanes other transactions hold are skipped, and the
+-- next sweep starts at the earliest skipped lease. Records itself (numbered) in
+-- es._outbox_intake, shard -1. Returns how many lanes it changed (and holds locked).
 CREATE OR REPLACE FUNCTION es._outbox_sweep(g es._outbox_groups, now_at timestamptz) RETURNS int
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -225,7 +226,12 @@ BEGIN
                timestamptz '-infinity' AS full_swept_at INTO last_;
     END IF;
     whole := last_.full_swept_at <= now_at - interval '1 minute';
-    since := CASE WHEN whole THEN '-infinity' ELSE last_.swept_at - interval '1 second' END;
+    -- At most one sweep per 10 ms and group: under an open transaction every dead lease entry
+    -- in the window costs a heap visit, so each is walked about once.
+    IF NOT whole AND now_at < last_.swept_at + interval '10 milliseconds' THEN
+        RETURN 0;
+    END IF;
+    since := CASE WHEN whole THEN '-infinity' ELSE last_.swept_at END;
     FOR lane IN SELECT * FROM es._outbox_lanes l
                  WHERE l.group_id = g.group_id AND l.leased
                    AND l.due_at > since AND l.due_at <= now_at
@@ -243,13 +249,11 @@ BEGIN
     -- the earliest of them.
     SELECT min(l.due_at) INTO skipped FROM es._outbox_lanes l
      WHERE l.group_id = g.group_id AND l.leased AND l.due_at > since AND l.due_at <= now_at;
-    IF whole OR skipped IS NOT NULL OR now_at >= last_.swept_at + interval '1 second' THEN
-        -- intake_id numbers the sweep rows (the newest wins).
-        INSERT INTO es._outbox_intake (group_id, shard, intake_id, swept_at, full_swept_at)
-            VALUES (g.group_id, -1, last_.seq + 1, least(now_at, skipped),
-                    CASE WHEN whole THEN now_at ELSE last_.full_swept_at END)
-            ON CONFLICT DO NOTHING;
-    END IF;
+    -- intake_id numbers the sweep rows (the newest wins).
+    INSERT INTO es._outbox_intake (group_id, shard, intake_id, swept_at, full_swept_at)
+        VALUES (g.group_id, -1, last_.seq + 1, least(now_at, skipped),
+                CASE WHEN whole THEN now_at ELSE last_.full_swept_at END)
+        ON CONFLICT DO NOTHING;
     IF whole THEN
         -- Keep the newest row of each shard.
         DELETE FROM es._outbox_intake i
