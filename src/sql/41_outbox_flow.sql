@@ -197,6 +197,11 @@ COMMENT ON FUNCTION es._outbox_intake_id(int) IS
 
 -- (_outbox_sweep and _outbox_intake are called only by es.outbox_claim, whose search_path is
 -- pinned; they have no SET clause of their own, which would cost a GUC change per call.)
+--
+-- Claim, ack and nack run with enable_seqscan = off: the lane and cursor tables are small
+-- when their plans are made (often empty), so the planner would pick sequential scans, and
+-- under a long-open transaction, which keeps every deleted lane in the heap, each claim would
+-- then read all of them. Every look-up here has an index that bounds it.
 
 -- Lease sweep, by the holder of the group's sweep lock, at most every 10 ms per group: heads
 -- whose lease ran out go to the dead letters (on their last attempt) or become ready again,
@@ -235,7 +240,7 @@ BEGIN
     FOR lane IN SELECT * FROM es._outbox_lanes l
                  WHERE l.group_id = g.group_id AND l.leased
                    AND l.due_at > since AND l.due_at <= now_at
-                 ORDER BY l.head_id FOR UPDATE SKIP LOCKED
+                 ORDER BY l.due_at FOR UPDATE SKIP LOCKED
     LOOP
         IF lane.attempts >= g.max_attempts THEN
             PERFORM es._outbox_bury(lane, g.topic, 'lease expired');
@@ -417,7 +422,8 @@ COMMENT ON FUNCTION es._outbox_intake(es._outbox_groups, int, bigint, int, times
 CREATE OR REPLACE FUNCTION es.outbox_claim(consumer_group text, topic text, max_count int DEFAULT 10,
                                            lease interval DEFAULT '30 seconds')
 RETURNS SETOF es.outbox_message
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    SET enable_seqscan = off AS $$
 DECLARE
     g          es._outbox_groups;
     claimed_at timestamptz := clock_timestamp();
@@ -567,11 +573,13 @@ COMMENT ON FUNCTION es._outbox_held(text, bigint) IS
 -- message of each key becomes ready. All or nothing. Errors: ES040 unknown group, ES042 a
 -- message not held, ES043 a lease expired, ES044 NULL ids.
 CREATE OR REPLACE FUNCTION es.outbox_ack(consumer_group text, ids bigint[]) RETURNS void
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    SET enable_seqscan = off AS $$
 DECLARE
-    wanted  bigint[];
-    groups_ int[];
-    lanes   es._outbox_lanes[];
+    wanted   bigint[];
+    groups_  int[];
+    lanes    es._outbox_lanes[];
+    one_lane es._outbox_lanes;
     now_at timestamptz := clock_timestamp();
     held   record;
     one    bigint;
@@ -591,9 +599,10 @@ BEGIN
     groups_ := array(SELECT g.group_id FROM es._outbox_groups g
                       WHERE g.consumer_group = outbox_ack.consumer_group);
     SELECT coalesce(array_agg(x ORDER BY x.head_id), '{}') INTO lanes
-      FROM (SELECT l.* FROM es._outbox_lanes l
-             WHERE l.group_id = ANY (groups_) AND l.head_id = ANY (wanted)
-             ORDER BY l.head_id FOR UPDATE) x;
+      FROM unnest(wanted) w(id)
+     CROSS JOIN LATERAL (SELECT l.* FROM es._outbox_lanes l
+                          WHERE l.group_id = ANY (groups_) AND l.head_id = w.id
+                            FOR UPDATE) x;
     IF cardinality(lanes) <> cardinality(wanted)
        OR EXISTS (SELECT 1 FROM unnest(lanes) x WHERE NOT x.leased OR x.due_at <= now_at) THEN
         -- Some id is not held, or its lease ran out: one by one, for the precise error.
@@ -602,11 +611,12 @@ BEGIN
             held := es._outbox_held(consumer_group, one);
         END LOOP;
     END IF;
-    -- Lanes with nothing waiting go away in one statement; the others move to their next message.
-    DELETE FROM es._outbox_lanes l
-     USING unnest(lanes) x
-     WHERE l.group_id = x.group_id AND l.head_id = x.head_id
-       AND (x.lane_key IS NULL OR x.tail_id = x.head_id);
+    -- Lanes with nothing waiting go away; the others move to their next message.
+    FOREACH one_lane IN ARRAY lanes LOOP
+        CONTINUE WHEN one_lane.lane_key IS NOT NULL AND one_lane.tail_id > one_lane.head_id;
+        DELETE FROM es._outbox_lanes l
+         WHERE l.group_id = one_lane.group_id AND l.head_id = one_lane.head_id;
+    END LOOP;
     FOR lane IN SELECT x AS l, g.topic FROM unnest(lanes) x JOIN es._outbox_groups g USING (group_id)
                  WHERE x.lane_key IS NOT NULL AND x.tail_id > x.head_id ORDER BY x.head_id LOOP
         PERFORM es._outbox_advance(lane.l, lane.topic);
@@ -621,7 +631,8 @@ COMMENT ON FUNCTION es.outbox_ack(text, bigint[]) IS
 CREATE OR REPLACE FUNCTION es.outbox_nack(consumer_group text, id bigint, error text,
                                           retry_after interval DEFAULT NULL)
 RETURNS void
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    SET enable_seqscan = off AS $$
 DECLARE
     held record;
     lane es._outbox_lanes;
