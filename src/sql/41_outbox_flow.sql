@@ -208,12 +208,14 @@ COMMENT ON FUNCTION es._outbox_intake_id(int) IS
 -- keeping their place (due_at = when the lease ended). It reads only the leases that ended
 -- since the previous sweep, through the partial index of leased lanes, so each lease entry —
 -- live or, under an open transaction, dead — is read about once, and a sweep's cost follows
--- the hand-out rate, not the history an open transaction keeps from being vacuumed. Once a
--- minute it reads them all: a lease can end before a sweep and yet be unseen by it (its
--- claim's transaction outlived the lease). Lanes other transactions hold are skipped, and the
--- next sweep starts at the earliest skipped lease. Records itself (numbered) in
--- es._outbox_intake, shard -1. Returns how many lanes it changed (and holds locked).
-CREATE OR REPLACE FUNCTION es._outbox_sweep(g es._outbox_groups, now_at timestamptz) RETURNS int
+-- the hand-out rate, not the history an open transaction keeps from being vacuumed. A full
+-- sweep (full_, or every 10 minutes from claims; es.outbox_purge and es.maintain() run one)
+-- reads them all: a lease can end before a sweep and yet be unseen by it (its claim's
+-- transaction outlived the lease). Lanes other transactions hold are skipped, and the next
+-- sweep starts at the earliest skipped lease. Records itself (numbered) in es._outbox_intake,
+-- shard -1. Returns how many lanes it changed (and holds locked).
+CREATE OR REPLACE FUNCTION es._outbox_sweep(g es._outbox_groups, now_at timestamptz,
+                                            full_ boolean DEFAULT false) RETURNS int
     LANGUAGE plpgsql AS $$
 DECLARE
     lane  es._outbox_lanes;
@@ -230,7 +232,7 @@ BEGIN
         SELECT 0::bigint AS seq, timestamptz '-infinity' AS swept_at,
                timestamptz '-infinity' AS full_swept_at INTO last_;
     END IF;
-    whole := last_.full_swept_at <= now_at - interval '1 minute';
+    whole := full_ OR last_.full_swept_at <= now_at - interval '10 minutes';
     -- At most one sweep per 10 ms and group: under an open transaction every dead lease entry
     -- in the window costs a heap visit, so each is walked about once.
     IF NOT whole AND now_at < last_.swept_at + interval '10 milliseconds' THEN
@@ -259,17 +261,9 @@ BEGIN
         VALUES (g.group_id, -1, last_.seq + 1, least(now_at, skipped),
                 CASE WHEN whole THEN now_at ELSE last_.full_swept_at END)
         ON CONFLICT DO NOTHING;
-    IF whole THEN
-        -- Keep the newest row of each shard.
-        DELETE FROM es._outbox_intake i
-         WHERE i.group_id = g.group_id
-           AND EXISTS (SELECT 1 FROM es._outbox_intake n
-                        WHERE n.group_id = i.group_id AND n.shard = i.shard
-                          AND (n.intake_id, n.swept_at) > (i.intake_id, i.swept_at));
-    END IF;
     RETURN n;
 END $$;
-COMMENT ON FUNCTION es._outbox_sweep(es._outbox_groups, timestamptz) IS
+COMMENT ON FUNCTION es._outbox_sweep(es._outbox_groups, timestamptz, boolean) IS
     'Dead-letters or readies the group''s heads whose lease ran out (internal)';
 
 -- Intake of one shard, by the holder of its claim lock: takes the shard's messages new to the
@@ -661,12 +655,25 @@ COMMENT ON FUNCTION es.outbox_nack(text, bigint, text, interval) IS
     'Reports a failed attempt: retried after a delay or, after max_attempts, dead-lettered';
 
 -- Records, per group, how far every message is acked or dead (one mark kept per minute,
--- 30 days), so es.outbox_purge can tell how long ago a message was last acked.
+-- 30 days), so es.outbox_purge can tell how long ago a message was last acked. Also the
+-- groups' maintenance: a full lease sweep and the pruning of the intake log.
 CREATE OR REPLACE FUNCTION es._outbox_mark() RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     mark_time timestamptz := clock_timestamp();
+    grp       es._outbox_groups;
 BEGIN
+    -- Maintenance of each group the claims leave to us (unless a claim is sweeping it now):
+    -- a full lease sweep, and the intake log cut down to the newest row of each shard.
+    FOR grp IN SELECT * FROM es._outbox_groups x ORDER BY x.group_id LOOP
+        CONTINUE WHEN NOT es._outbox_lock(grp.group_id, 8, false);
+        PERFORM es._outbox_sweep(grp, clock_timestamp(), true);
+        DELETE FROM es._outbox_intake i
+         WHERE i.group_id = grp.group_id
+           AND EXISTS (SELECT 1 FROM es._outbox_intake n
+                        WHERE n.group_id = i.group_id AND n.shard = i.shard
+                          AND (n.intake_id, n.swept_at) > (i.intake_id, i.swept_at));
+    END LOOP;
     INSERT INTO es._outbox_marks (group_id, marked_at, done_below)
         SELECT g.group_id, mark_time,
                least(es._outbox_intake_id(g.group_id) + 1,
