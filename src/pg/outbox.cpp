@@ -5,8 +5,9 @@
 // the relay read only ids at or below the horizon, with a snapshot taken afterwards.
 #include <algorithm>
 
+#include "outbox.hpp"
+
 #include "horizon.hpp"
-#include "runtime.hpp"
 
 namespace es {
 namespace {
@@ -36,6 +37,25 @@ constexpr uint16 kClaimLockFlag = 0x2000;
 int64 relay_mark = -1;
 
 }  // namespace
+
+int64 outbox_safe_horizon() {
+  StoreInfo info = outbox_order();
+  return safe_horizon(info);
+}
+
+bool outbox_claim_lock(int32 group_id, int32 part, bool wait) {
+  return pg_call([&] {
+    LOCKTAG tag;
+    tag.locktag_field1 = MyDatabaseId;
+    tag.locktag_field2 = static_cast<uint32>(group_id);
+    tag.locktag_field3 = static_cast<uint32>(part);
+    tag.locktag_field4 = kClaimLockFlag;
+    tag.locktag_type = LOCKTAG_USERLOCK;
+    tag.locktag_lockmethodid = USER_LOCKMETHOD;
+    return LockAcquire(&tag, ExclusiveLock, false, !wait) != LOCKACQUIRE_NOT_AVAIL;
+  });
+}
+
 }  // namespace es
 
 extern "C" {
@@ -53,10 +73,7 @@ Datum es_outbox_next_id(PG_FUNCTION_ARGS) {
 // es._outbox_horizon(): every message id at or below it is committed or never will be.
 PG_FUNCTION_INFO_V1(es_outbox_horizon);
 Datum es_outbox_horizon(PG_FUNCTION_ARGS) {
-  return es::guarded([&] {
-    es::StoreInfo info = es::outbox_order();
-    return Int64GetDatum(es::safe_horizon(info));
-  });
+  return es::guarded([&] { return Int64GetDatum(es::outbox_safe_horizon()); });
 }
 
 // es._outbox_lock(group_id int, part int, wait boolean) -> boolean: takes a claim lock of the
@@ -66,20 +83,8 @@ Datum es_outbox_lock(PG_FUNCTION_ARGS) {
   return es::guarded([&] {
     if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
       es::pg_call([] { elog(ERROR, "pg_eventstore: _outbox_lock arguments must not be NULL"); });
-    int32 group_id = PG_GETARG_INT32(0);
-    int32 part = PG_GETARG_INT32(1);
-    bool wait = PG_GETARG_BOOL(2);
-    return es::pg_call([&] {
-      LOCKTAG tag;
-      tag.locktag_field1 = MyDatabaseId;
-      tag.locktag_field2 = static_cast<uint32>(group_id);
-      tag.locktag_field3 = static_cast<uint32>(part);
-      tag.locktag_field4 = es::kClaimLockFlag;
-      tag.locktag_type = LOCKTAG_USERLOCK;
-      tag.locktag_lockmethodid = USER_LOCKMETHOD;
-      LockAcquireResult got = LockAcquire(&tag, ExclusiveLock, false, !wait);
-      return BoolGetDatum(got != LOCKACQUIRE_NOT_AVAIL);
-    });
+    return BoolGetDatum(
+        es::outbox_claim_lock(PG_GETARG_INT32(0), PG_GETARG_INT32(1), PG_GETARG_BOOL(2)));
   });
 }
 

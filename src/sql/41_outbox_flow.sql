@@ -195,13 +195,15 @@ $$;
 COMMENT ON FUNCTION es._outbox_intake_id(int) IS
     'A consumer group''s intake cursor: messages up to it are in its lanes or acked (internal)';
 
--- (_outbox_sweep and _outbox_intake are called only by es.outbox_claim, whose search_path is
--- pinned; they have no SET clause of their own, which would cost a GUC change per call.)
+-- (_outbox_sweep and _outbox_intake are called by es.outbox_claim, which pins search_path;
+-- they have no SET clause of their own, which would cost a GUC change per call.)
 --
--- Claim, ack and nack run with enable_seqscan = off: the lane and cursor tables are small
--- when their plans are made (often empty), so the planner would pick sequential scans, and
--- under a long-open transaction, which keeps every deleted lane in the heap, each claim would
--- then read all of them. Every look-up here has an index that bounds it.
+-- Claim, ack and nack plan with enable_seqscan = off (claim and ack, in C++, through a planner
+-- hook active only while they run — their own statements and the helpers' below; nack with a
+-- SET clause): the lane and cursor tables are small when their plans are made (often empty),
+-- so the planner would pick sequential scans, and under a long-open transaction, which keeps
+-- every deleted lane in the heap, each claim would then read all of them. Every look-up here
+-- has an index that bounds it.
 
 -- Lease sweep, by the holder of the group's sweep lock, at most every 10 ms per group: heads
 -- whose lease ran out go to the dead letters (on their last attempt) or become ready again,
@@ -413,126 +415,14 @@ COMMENT ON FUNCTION es._outbox_intake(es._outbox_groups, int, bigint, int, times
 -- claim lock is held to the end of the claim's transaction: claim in a short transaction of
 -- its own). Returns the messages in id order. Errors: ES040 unknown group, ES044 bad count or
 -- lease, ES046 not READ COMMITTED.
+-- (src/pg/outbox_claim.cpp: the same steps in C++, run as the extension owner; the rare paths
+-- — a sweep that ends leases, the intake of a window with keyed messages — call
+-- es._outbox_sweep and es._outbox_intake above. Claiming messages routed from event tables
+-- needs SELECT on every store routed to the topic: 42501 otherwise.)
 CREATE OR REPLACE FUNCTION es.outbox_claim(consumer_group text, topic text, max_count int DEFAULT 10,
                                            lease interval DEFAULT '30 seconds')
 RETURNS SETOF es.outbox_message
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    SET enable_seqscan = off AS $$
-DECLARE
-    g          es._outbox_groups;
-    claimed_at timestamptz := clock_timestamp();
-    lease_end  timestamptz;
-    ids        bigint[] := '{}';
-    tries      int[] := '{}';
-    got        record;
-    heads      bigint[];
-    horizon    bigint;
-    order_     int[];
-    shard      int;
-    locked     int := 0;
-    held_lanes boolean := false;
-    unreadable regclass;
-BEGIN
-    IF max_count IS NULL OR max_count < 0 THEN
-        RAISE EXCEPTION 'max_count must not be NULL or negative' USING ERRCODE = 'ES044',
-            DETAIL = format('max_count is %s.', coalesce(max_count::text, 'NULL'));
-    END IF;
-    IF lease IS NULL OR lease <= interval '0' THEN
-        RAISE EXCEPTION 'lease must be a positive interval' USING ERRCODE = 'ES044',
-            DETAIL = format('lease is %s.', coalesce(lease::text, 'NULL'));
-    END IF;
-    IF current_setting('transaction_isolation') <> 'read committed' THEN
-        RAISE EXCEPTION 'es.outbox_claim must run in a READ COMMITTED transaction'
-            USING ERRCODE = 'ES046',
-            DETAIL = 'A claim reads messages with a snapshot taken after their safe horizon.',
-            HINT = 'Claim in a short READ COMMITTED transaction of its own.';
-    END IF;
-    IF topic IS NULL OR topic = '' OR octet_length(topic) > 256 THEN
-        PERFORM es._outbox_check_topic(topic);   -- raises ES041
-    END IF;
-    SELECT * INTO g FROM es._outbox_groups x
-     WHERE x.consumer_group = outbox_claim.consumer_group AND x.topic = outbox_claim.topic;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'consumer group "%" is not subscribed to topic "%"', consumer_group, topic
-            USING ERRCODE = 'ES040', HINT = 'Create it with es.outbox_subscribe().';
-    END IF;
-    -- Routed messages carry events: claiming them needs SELECT on every store routed here.
-    FOR unreadable IN SELECT r.store FROM es._outbox_routes r
-                       WHERE r.topic = outbox_claim.topic
-                         AND NOT has_table_privilege(es._session_role(), r.store, 'SELECT')
-                       ORDER BY r.store::oid LIMIT 1 LOOP
-        PERFORM es._require_store_privilege(es._session_role(), unreadable, 'SELECT',
-                                            'claim messages routed from');
-    END LOOP;
-    IF max_count = 0 THEN
-        RETURN;
-    END IF;
-    lease_end := claimed_at + lease;
-
-    -- Expired leases, unless another claim of the group is sweeping.
-    IF es._outbox_lock(g.group_id, 8, false) THEN
-        held_lanes := es._outbox_sweep(g, claimed_at) > 0;   -- their locks are ours now
-    END IF;
-
-    -- Ready lanes, side by side with the group's other workers.
-    FOR got IN
-        WITH c AS (
-            SELECT l.group_id, l.head_id FROM es._outbox_lanes l
-             WHERE l.group_id = g.group_id AND NOT l.leased AND l.due_at <= claimed_at
-             ORDER BY l.due_at, l.head_id
-             LIMIT max_count
-               FOR UPDATE SKIP LOCKED)
-        UPDATE es._outbox_lanes l
-           SET attempts = l.attempts + 1, leased = true, due_at = lease_end
-          FROM c
-         WHERE l.group_id = c.group_id AND l.head_id = c.head_id
-        RETURNING l.head_id, l.attempts
-    LOOP
-        ids := ids || got.head_id;
-        tries := tries || got.attempts;
-    END LOOP;
-
-    -- New messages, shard by shard: the shards with messages new to the group, the one with
-    -- the oldest first (so a lone worker gets them in id order); a shard another claim is
-    -- taking in is skipped. When every such shard is busy and nothing was handed out, wait
-    -- for the first (holding no lane, so no claim waits for us), then go round again.
-    IF cardinality(ids) < max_count THEN
-        FOR pass IN 1..2 LOOP
-            horizon := es._outbox_horizon();
-            order_ := array(
-                SELECT c.s
-                  FROM generate_series(0, 7) c(s)
-                 CROSS JOIN LATERAL (
-                       SELECT coalesce(
-                                  (SELECT i.intake_id FROM es._outbox_intake i
-                                    WHERE i.group_id = g.group_id AND i.shard = c.s
-                                    ORDER BY i.intake_id DESC, i.swept_at DESC LIMIT 1),
-                                  g.intake_id) AS intake_id) k
-                 CROSS JOIN LATERAL (
-                       SELECT m.id FROM es._outbox_messages m
-                        WHERE m.topic = g.topic AND m.shard = c.s
-                          AND m.id > k.intake_id AND m.id <= horizon
-                        ORDER BY m.id LIMIT 1) n
-                 ORDER BY n.id);
-            FOREACH shard IN ARRAY order_ LOOP
-                EXIT WHEN cardinality(ids) >= max_count;
-                CONTINUE WHEN NOT es._outbox_lock(g.group_id, shard, false);
-                locked := locked + 1;
-                heads := es._outbox_intake(g, shard, horizon, max_count - cardinality(ids), lease_end);
-                ids := ids || heads;
-                tries := tries || array_fill(1, ARRAY[cardinality(heads)]);
-            END LOOP;
-            EXIT WHEN locked > 0 OR cardinality(ids) > 0 OR held_lanes OR cardinality(order_) = 0;
-            PERFORM es._outbox_lock(g.group_id, order_[1], true);
-        END LOOP;
-    END IF;
-
-    RETURN QUERY
-        SELECT m.id, m.topic, m.key, m.payload, m.headers, m.published_at, h.attempts
-          FROM unnest(ids, tries) AS h(id, attempts)
-          JOIN es._outbox_messages m ON m.id = h.id
-         ORDER BY m.id;
-END $$;
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'es_outbox_claim';
 COMMENT ON FUNCTION es.outbox_claim(text, text, int, interval) IS
     'Hands out messages of a topic to one worker of a consumer group, under a lease';
 
@@ -566,56 +456,11 @@ COMMENT ON FUNCTION es._outbox_held(text, bigint) IS
 -- Acknowledges messages the group holds: they are never handed to it again, and the next
 -- message of each key becomes ready. All or nothing. Errors: ES040 unknown group, ES042 a
 -- message not held, ES043 a lease expired, ES044 NULL ids.
+-- (src/pg/outbox_claim.cpp: every lane locked at once, in id order, by both primary-key
+-- columns; lanes with nothing waiting deleted; es._outbox_check_group/es._outbox_held give the
+-- precise error one id at a time, es._outbox_advance moves lanes with messages waiting.)
 CREATE OR REPLACE FUNCTION es.outbox_ack(consumer_group text, ids bigint[]) RETURNS void
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    SET enable_seqscan = off AS $$
-DECLARE
-    wanted   bigint[];
-    groups_  int[];
-    lanes    es._outbox_lanes[];
-    one_lane es._outbox_lanes;
-    now_at timestamptz := clock_timestamp();
-    held   record;
-    one    bigint;
-    lane   record;
-BEGIN
-    IF ids IS NULL OR array_position(ids, NULL) IS NOT NULL THEN
-        RAISE EXCEPTION 'ids must be an array of message ids without NULLs' USING ERRCODE = 'ES044';
-    END IF;
-    wanted := array(SELECT DISTINCT u FROM unnest(ids) u ORDER BY u);
-    IF cardinality(wanted) = 0 THEN
-        PERFORM es._outbox_check_group(consumer_group);
-        RETURN;
-    END IF;
-    -- Every lane at once, locked in id order (as the one-by-one path below locks them).
-    -- (Both key columns of the lanes' primary key given, so that the look-up is by key and
-    -- never walks the group's other lanes, dead ones included.)
-    groups_ := array(SELECT g.group_id FROM es._outbox_groups g
-                      WHERE g.consumer_group = outbox_ack.consumer_group);
-    SELECT coalesce(array_agg(x ORDER BY x.head_id), '{}') INTO lanes
-      FROM unnest(wanted) w(id)
-     CROSS JOIN LATERAL (SELECT l.* FROM es._outbox_lanes l
-                          WHERE l.group_id = ANY (groups_) AND l.head_id = w.id
-                            FOR UPDATE) x;
-    IF cardinality(lanes) <> cardinality(wanted)
-       OR EXISTS (SELECT 1 FROM unnest(lanes) x WHERE NOT x.leased OR x.due_at <= now_at) THEN
-        -- Some id is not held, or its lease ran out: one by one, for the precise error.
-        PERFORM es._outbox_check_group(consumer_group);
-        FOREACH one IN ARRAY wanted LOOP
-            held := es._outbox_held(consumer_group, one);
-        END LOOP;
-    END IF;
-    -- Lanes with nothing waiting go away; the others move to their next message.
-    FOREACH one_lane IN ARRAY lanes LOOP
-        CONTINUE WHEN one_lane.lane_key IS NOT NULL AND one_lane.tail_id > one_lane.head_id;
-        DELETE FROM es._outbox_lanes l
-         WHERE l.group_id = one_lane.group_id AND l.head_id = one_lane.head_id;
-    END LOOP;
-    FOR lane IN SELECT x AS l, g.topic FROM unnest(lanes) x JOIN es._outbox_groups g USING (group_id)
-                 WHERE x.lane_key IS NOT NULL AND x.tail_id > x.head_id ORDER BY x.head_id LOOP
-        PERFORM es._outbox_advance(lane.l, lane.topic);
-    END LOOP;
-END $$;
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'es_outbox_ack';
 COMMENT ON FUNCTION es.outbox_ack(text, bigint[]) IS
     'Acknowledges messages a consumer group holds; they are never handed to it again';
 
