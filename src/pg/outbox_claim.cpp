@@ -21,9 +21,9 @@
 
 extern "C" {
 #include "access/skey.h"
+#include "catalog/pg_collation.h"
 #include "optimizer/cost.h"
 #include "optimizer/planner.h"
-#include "executor/tstoreReceiver.h"
 #include "utils/array.h"
 #include "utils/datetime.h"
 }
@@ -95,7 +95,9 @@ class IndexPlans {
 // The outbox relations the probes read (looked up per call: cheap syscache hits, and never
 // stale after the extension is dropped and created again).
 struct OutboxRelations {
-  Oid messages, messages_shard_id;   // (topic, shard, id)
+  Oid groups, groups_key;            // (consumer_group, topic)
+  Oid routes;
+  Oid messages, messages_pkey, messages_shard_id;   // (id); (topic, shard, id)
   Oid intake, intake_pkey;           // (group_id, shard, intake_id, swept_at)
   Oid lanes, lanes_ready, lanes_leased;  // (group_id, due_at, head_id) WHERE NOT leased;
                                          // (group_id, due_at) WHERE leased
@@ -105,14 +107,18 @@ OutboxRelations outbox_relations() {
   OutboxRelations r{};
   pg_call([&] {
     Oid nsp = get_namespace_oid("es", false);
+    r.groups = get_relname_relid("_outbox_groups", nsp);
+    r.groups_key = get_relname_relid("_outbox_groups_consumer_group_topic_key", nsp);
+    r.routes = get_relname_relid("_outbox_routes", nsp);
     r.messages = get_relname_relid("_outbox_messages", nsp);
+    r.messages_pkey = get_relname_relid("_outbox_messages_pkey", nsp);
     r.messages_shard_id = get_relname_relid("_outbox_messages_topic_shard_id", nsp);
     r.intake = get_relname_relid("_outbox_intake", nsp);
     r.intake_pkey = get_relname_relid("_outbox_intake_pkey", nsp);
     r.lanes = get_relname_relid("_outbox_lanes", nsp);
     r.lanes_ready = get_relname_relid("_outbox_lanes_ready", nsp);
     r.lanes_leased = get_relname_relid("_outbox_lanes_leased", nsp);
-    for (Oid oid : {r.messages, r.messages_shard_id, r.intake, r.intake_pkey, r.lanes,
+    for (Oid oid : {r.groups, r.groups_key, r.routes, r.messages, r.messages_pkey, r.messages_shard_id, r.intake, r.intake_pkey, r.lanes,
                     r.lanes_ready, r.lanes_leased})
       if (!OidIsValid(oid)) elog(ERROR, "pg_eventstore: outbox tables are missing");
   });
@@ -206,7 +212,7 @@ TimestampTz plus(TimestampTz t, int64 usecs) { return TIMESTAMP_NOT_FINITE(t) ? 
 struct KeptPlan {
   const char *sql;
   int nargs;
-  Oid types[6];
+  Oid types[7];
   SPIPlanPtr plan;
 };
 
@@ -227,17 +233,6 @@ uint64 run(KeptPlan &p, const Datum *values, const char *nulls, int expected_rc,
   });
 }
 
-KeptPlan group_plan = {
-    // The group, and a store routed to the topic that the session role may not read (routed
-    // messages carry events: claiming them needs SELECT on every such store).
-    "SELECT g.group_id, g.max_attempts, g.intake_id,"
-    " (SELECT r.store::pg_catalog.oid FROM es._outbox_routes r"
-    "   WHERE r.topic = g.topic"
-    "     AND NOT pg_catalog.has_table_privilege(es._session_role(), r.store, 'SELECT')"
-    "   ORDER BY r.store::pg_catalog.oid LIMIT 1)"
-    " FROM es._outbox_groups g WHERE g.consumer_group = $1 AND g.topic = $2",
-    2, {TEXTOID, TEXTOID}, nullptr};
-
 KeptPlan sweep_plan = {
     "SELECT es._outbox_sweep(g, $2) FROM es._outbox_groups g WHERE g.group_id = $1",
     2, {INT4OID, TIMESTAMPTZOID}, nullptr};
@@ -257,21 +252,18 @@ KeptPlan ready_plan = {
     " RETURNING l.head_id, l.attempts",
     4, {INT4OID, TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID}, nullptr};
 
-KeptPlan keyless_lanes_plan = {
-    "INSERT INTO es._outbox_lanes (group_id, lane_key, head_id, tail_id, attempts, leased, due_at)"
-    " SELECT $1, NULL, u.id, u.id, 1, true, $3 FROM pg_catalog.unnest($2) AS u(id) ORDER BY u.id",
-    3, {INT4OID, INT8ARRAYOID, TIMESTAMPTZOID}, nullptr};
+KeptPlan keyless_lanes_cursor_plan = {
+    // The new lanes of a key-less window, leased, and the shard's new cursor (when $7).
+    "WITH lanes AS ("
+    " INSERT INTO es._outbox_lanes (group_id, lane_key, head_id, tail_id, attempts, leased, due_at)"
+    " SELECT $1, NULL, u.id, u.id, 1, true, $3 FROM pg_catalog.unnest($2) AS u(id) ORDER BY u.id)"
+    " INSERT INTO es._outbox_intake (group_id, shard, intake_id, swept_at, full_swept_at)"
+    " SELECT $1, $4, $5, $6, '-infinity' WHERE $7 ON CONFLICT DO NOTHING",
+    7, {INT4OID, INT8ARRAYOID, TIMESTAMPTZOID, INT2OID, INT8OID, TIMESTAMPTZOID, BOOLOID}, nullptr};
 
 KeptPlan keyed_intake_plan = {
     "SELECT es._outbox_intake(g, $2, $3, $4, $5) FROM es._outbox_groups g WHERE g.group_id = $1",
     5, {INT4OID, INT4OID, INT8OID, INT4OID, TIMESTAMPTZOID}, nullptr};
-
-KeptPlan messages_plan = {
-    "SELECT m.id, m.topic, m.key, m.payload, m.headers, m.published_at, h.attempts"
-    " FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
-    "                pg_catalog.unnest($2::pg_catalog.int4[])) AS h(id, attempts)"
-    " JOIN es._outbox_messages m ON m.id = h.id ORDER BY m.id",
-    2, {INT8ARRAYOID, INT4ARRAYOID}, nullptr};
 
 KeptPlan lock_lanes_plan = {
     // Every lane of the ids at once, locked in id order (as the one-by-one path locks them),
@@ -310,15 +302,6 @@ Datum int8_array(const std::vector<int64> &values) {
     for (size_t i = 0; i < values.size(); ++i) elems[i] = Int64GetDatum(values[i]);
     return PointerGetDatum(construct_array(elems, static_cast<int>(values.size()), INT8OID,
                                            sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-  });
-}
-
-Datum int4_array(const std::vector<int32> &values) {
-  return pg_call([&] {
-    Datum *elems = static_cast<Datum *>(palloc(sizeof(Datum) * std::max<size_t>(values.size(), 1)));
-    for (size_t i = 0; i < values.size(); ++i) elems[i] = Int32GetDatum(values[i]);
-    return PointerGetDatum(construct_array(elems, static_cast<int>(values.size()), INT4OID,
-                                           sizeof(int32), true, TYPALIGN_INT));
   });
 }
 
@@ -531,22 +514,99 @@ std::vector<int64> intake(const OutboxRelations &rel, const Group &g, int shard,
   }
   heads.assign(found, found + kept_count);
   int took = kept_count;
-  if (took > 0) {
-    Datum values[3] = {Int32GetDatum(g.id), int8_array(heads), TimestampTzGetDatum(lease_end)};
-    if (run(keyless_lanes_plan, values, nullptr, SPI_OK_INSERT) != static_cast<uint64>(took))
-      raise("XX000", "pg_eventstore: outbox intake inserted an unexpected number of lanes");
-  }
   // Every message up to the horizon is in (fewer than wanted): the cursor follows the horizon;
   // otherwise it stops at the last message taken.
   int64 upto = took < max_count ? horizon : heads.back();
   TimestampTz now = GetCurrentTimestamp();
-  if (upto > last.intake_id && (took > 0 || now >= plus(last.swept_at, kIdleCursorInterval))) {
+  bool record =
+      upto > last.intake_id && (took > 0 || now >= plus(last.swept_at, kIdleCursorInterval));
+  if (took > 0) {
+    Datum values[7] = {Int32GetDatum(g.id), int8_array(heads), TimestampTzGetDatum(lease_end),
+                       Int16GetDatum(static_cast<int16>(shard)), Int64GetDatum(upto),
+                       TimestampTzGetDatum(now), BoolGetDatum(record)};
+    run(keyless_lanes_cursor_plan, values, nullptr, SPI_OK_INSERT);
+  } else if (record) {
     Datum values[5] = {Int32GetDatum(g.id), Int16GetDatum(static_cast<int16>(shard)),
                        Int64GetDatum(upto), TimestampTzGetDatum(now),
                        TimestampTzGetDatum(DT_NOBEGIN)};
     run(intake_row_plan, values, nullptr, SPI_OK_INSERT);
   }
   return heads;
+}
+
+// The group (consumer_group, topic) through its unique index; found false when none. Plain
+// PostgreSQL code.
+bool find_group(const OutboxRelations &rel, Snapshot snapshot, Datum consumer_group, Group &g) {
+  bool found = false;
+  Relation index = index_open(rel.groups_key, AccessShareLock);
+  Oid collations[2] = {index->rd_indcollation[0], index->rd_indcollation[1]};
+  index_close(index, NoLock);
+  ScanKeyData keys[2];
+  key(keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ, consumer_group, collations[0]);
+  key(keys[1], 2, BTEqualStrategyNumber, F_TEXTEQ, g.topic, collations[1]);
+  scan_index(rel.groups, rel.groups_key, snapshot, keys, 2, ForwardScanDirection,
+             [&](TupleTableSlot *slot) {
+               bool isnull;
+               found = true;
+               g.id = DatumGetInt32(slot_getattr(slot, 1, &isnull));
+               g.intake_id = DatumGetInt64(slot_getattr(slot, 6, &isnull));
+               return false;
+             });
+  return found;
+}
+
+// The first (by oid) event table routed to the topic that the session's role (SET ROLE's, or
+// the session user) may not SELECT from, as es._session_role() and has_table_privilege() see
+// it; InvalidOid when none. Routed messages carry events: claiming them needs SELECT on every
+// such store. Plain PostgreSQL code.
+Oid unreadable_route(const OutboxRelations &rel, Snapshot snapshot, Datum topic) {
+  Oid role = OidIsValid(GetCurrentRoleId()) ? GetCurrentRoleId() : GetSessionUserId();
+  Oid unreadable = InvalidOid;
+  Relation routes = table_open(rel.routes, AccessShareLock);
+  TupleTableSlot *slot = table_slot_create(routes, nullptr);
+  TableScanDesc scan = table_beginscan(routes, snapshot, 0, nullptr);
+  while (table_scan_getnextslot(scan, ForwardScanDirection, slot)) {
+    bool isnull;
+    Datum route_topic = slot_getattr(slot, 1, &isnull);
+    if (!DatumGetBool(DirectFunctionCall2Coll(texteq, DEFAULT_COLLATION_OID, route_topic, topic)))
+      continue;
+    Oid store = DatumGetObjectId(slot_getattr(slot, 2, &isnull));
+    bool missing = false;
+    if (pg_class_aclcheck_ext(store, role, ACL_SELECT, &missing) != ACLCHECK_OK && !missing &&
+        (!OidIsValid(unreadable) || store < unreadable))
+      unreadable = store;
+  }
+  table_endscan(scan);
+  ExecDropSingleTupleTableSlot(slot);
+  table_close(routes, NoLock);
+  return unreadable;
+}
+
+// Adds the messages `ids` (sorted; attempts in `tries`) to the SRF's result, read through the
+// primary key with a fresh snapshot, taken after the horizon. Plain PostgreSQL code.
+void put_messages(FunctionCallInfo fcinfo, const OutboxRelations &rel, const int64 *ids,
+                  const int32 *tries, int count) {
+  auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+  Snapshot snapshot = fresh_snapshot();
+  for (int i = 0; i < count; ++i) {
+    ScanKeyData keys[1];
+    key(keys[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(ids[i]));
+    scan_index(rel.messages, rel.messages_pkey, snapshot, keys, 1, ForwardScanDirection,
+               [&](TupleTableSlot *slot) {
+                 Datum values[7];
+                 bool nulls[7];
+                 slot_getsomeattrs(slot, 6);
+                 for (int c = 0; c < 6; ++c) {
+                   values[c] = slot->tts_values[c];
+                   nulls[c] = slot->tts_isnull[c];
+                 }
+                 values[6] = Int32GetDatum(tries[i]);
+                 nulls[6] = false;
+                 tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+                 return false;
+               });
+  }
+  UnregisterSnapshot(snapshot);
 }
 
 std::string text_or_null(FunctionCallInfo fcinfo, int arg) {
@@ -598,28 +658,26 @@ Datum claim(FunctionCallInfo fcinfo) {
   std::vector<int32> tries;
   {
     AsExtensionOwner owner;
-    Datum values[2] = {PG_ARGISNULL(0) ? (Datum)0 : PG_GETARG_DATUM(0), g.topic};
-    char nulls[3] = {PG_ARGISNULL(0) ? 'n' : ' ', ' ', '\0'};
-    if (run(group_plan, values, nulls, SPI_OK_SELECT, 1) == 0)
+    OutboxRelations rel = outbox_relations();
+    bool found = false;
+    Oid unreadable = InvalidOid;
+    pg_call([&] {
+      Snapshot snapshot = fresh_snapshot();
+      found = !PG_ARGISNULL(0) && find_group(rel, snapshot, PG_GETARG_DATUM(0), g);
+      if (found) unreadable = unreadable_route(rel, snapshot, g.topic);
+      UnregisterSnapshot(snapshot);
+    });
+    if (!found)
       raise(kUnknownGroup,
             "consumer group \"" + text_or_null(fcinfo, 0) + "\" is not subscribed to topic \"" +
                 text_or_null(fcinfo, 1) + "\"",
             {}, "Create it with es.outbox_subscribe().");
-    Oid unreadable = InvalidOid;
-    pg_call([&] {
-      bool isnull;
-      g.id = DatumGetInt32(spi_value(0, 1, &isnull));
-      g.intake_id = DatumGetInt64(spi_value(0, 3, &isnull));
-      Datum store = spi_value(0, 4, &isnull);
-      if (!isnull) unreadable = DatumGetObjectId(store);
-    });
     if (OidIsValid(unreadable)) {
       Datum store[1] = {ObjectIdGetDatum(unreadable)};
       run(store_privilege_plan, store, nullptr, SPI_OK_SELECT);
     }
 
     if (max_count > 0) {
-      OutboxRelations rel = outbox_relations();
       TimestampTz claimed_at = GetCurrentTimestamp();
       TimestampTz lease_end = pg_call([&] {
         return DatumGetTimestampTz(DirectFunctionCall2(
@@ -668,36 +726,17 @@ Datum claim(FunctionCallInfo fcinfo) {
 
   pg_call([&] { InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC); });
   if (ids.empty()) return (Datum)0;
-  // The messages, in id order, read with a fresh snapshot (taken after the horizon) as the
-  // extension owner, straight into the result.
-  SPIPlanPtr plan = kept(messages_plan);
-  Datum values[2] = {int8_array(ids), int4_array(tries)};
-  auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+  // In id order (a claim returns its messages in id order).
+  std::vector<std::pair<int64, int32>> out;
+  for (size_t i = 0; i < ids.size(); ++i) out.emplace_back(ids[i], tries[i]);
+  std::sort(out.begin(), out.end());
+  for (size_t i = 0; i < out.size(); ++i) {
+    ids[i] = out[i].first;
+    tries[i] = out[i].second;
+  }
   AsExtensionOwner owner;
-  pg_call([&] {
-    ParamListInfo params = makeParamList(2);
-    params->numParams = 2;
-    for (int i = 0; i < 2; ++i) {
-      params->params[i].value = values[i];
-      params->params[i].isnull = false;
-      params->params[i].pflags = PARAM_FLAG_CONST;
-      params->params[i].ptype = messages_plan.types[i];
-    }
-    DestReceiver *dest = CreateDestReceiver(DestTuplestore);
-    SetTuplestoreDestReceiverParams(dest, rsinfo->setResult,
-                                    rsinfo->econtext->ecxt_per_query_memory, false,
-                                    rsinfo->setDesc,
-                                    "structure of query does not match function result type");
-    SPIExecuteOptions options;
-    memset(&options, 0, sizeof options);
-    options.params = params;
-    options.read_only = false;  // a fresh snapshot, after the horizon
-    options.dest = dest;
-    int rc = SPI_execute_plan_extended(plan, &options);
-    if (rc != SPI_OK_SELECT)
-      elog(ERROR, "pg_eventstore: outbox claim failed: %s", SPI_result_code_string(rc));
-    dest->rDestroy(dest);
-  });
+  OutboxRelations rel = outbox_relations();
+  pg_call([&] { put_messages(fcinfo, rel, ids.data(), tries.data(), static_cast<int>(ids.size())); });
   return (Datum)0;
 }
 
