@@ -423,8 +423,42 @@ bool has_ready_lane(const OutboxRelations &rel, const Group &g, TimestampTz now_
   });
 }
 
+// What this backend knows about the messages of a group's shard after id `after`: none in
+// (after, probed_to], except `first` (0: none). Messages are insert-only and ids at or below
+// the horizon never appear later, so the knowledge stays true; it is used while `after` is
+// still the shard's cursor (a claim that took messages in moved it), and spares a claim the
+// index probe of each shard whose cursor did not move — the probe of an index whose leading
+// column is the topic (text) reads a whole leaf page of entries.
+struct ShardFirst {
+  Oid messages;  // the message table the knowledge is about (a new one after re-creation)
+  int32 group_id;
+  int64 after, probed_to, first;
+};
+ShardFirst shard_first[kOutboxShards];
+
+// The oldest message of the group's shard after `after`, up to `horizon`; 0 when none.
+// Plain PostgreSQL code.
+int64 first_new_message(const OutboxRelations &rel, Snapshot snapshot, const Group &g, int shard,
+                        int64 after, int64 horizon) {
+  ShardFirst &known = shard_first[shard];
+  int64 from = after;
+  if (known.messages == rel.messages && known.group_id == g.id && known.after == after) {
+    if (known.first != 0) return known.first <= horizon ? known.first : 0;
+    if (horizon <= known.probed_to) return 0;
+    from = known.probed_to;
+  }
+  int64 first = 0;
+  scan_new_messages(rel, snapshot, g.topic, static_cast<int16>(shard), from, horizon,
+                    [&](int64 id, bool) {
+                      first = id;
+                      return false;
+                    });
+  known = ShardFirst{rel.messages, g.id, after, horizon, first};
+  return first;
+}
+
 // The shards with messages new to the group up to `horizon`, the one whose oldest new message
-// is the oldest first: per shard, its cursor and the first message after it (two index probes).
+// is the oldest first: per shard, its cursor (an index probe) and the first message after it.
 std::vector<int> shard_order(const OutboxRelations &rel, const Group &g, int64 horizon) {
   std::pair<int64, int> firsts[kOutboxShards];
   int count = pg_call([&] {
@@ -434,12 +468,7 @@ std::vector<int> shard_order(const OutboxRelations &rel, const Group &g, int64 h
       IntakeRow cursor = newest_intake_row(rel, snapshot, g.id, static_cast<int16>(s));
       int64 after = cursor.found ? cursor.intake_id : g.intake_id;
       if (after >= horizon) continue;
-      int64 first = 0;
-      scan_new_messages(rel, snapshot, g.topic, static_cast<int16>(s), after, horizon,
-                        [&](int64 id, bool) {
-                          first = id;
-                          return false;
-                        });
+      int64 first = first_new_message(rel, snapshot, g, s, after, horizon);
       if (first != 0) firsts[n++] = {first, s};
     }
     UnregisterSnapshot(snapshot);
@@ -467,6 +496,7 @@ std::vector<int64> intake(const OutboxRelations &rel, const Group &g, int shard,
   IntakeRow last{};
   int64 *found = nullptr;  // the first max_count new messages (palloc'd)
   int capacity = 0, seen = 0, kept_count = 0;
+  int64 next_id = 0;  // the first message after the max_count-th, if the window has one
   bool keyed = false;
   pg_call([&] {
     Snapshot snapshot = fresh_snapshot();
@@ -487,6 +517,8 @@ std::vector<int64> intake(const OutboxRelations &rel, const Group &g, int shard,
                                         : palloc(sizeof(int64) * capacity));
                             }
                             found[kept_count++] = id;
+                          } else if (next_id == 0) {
+                            next_id = id;
                           }
                           ++seen;
                           return !keyed && seen < window;
@@ -517,6 +549,9 @@ std::vector<int64> intake(const OutboxRelations &rel, const Group &g, int shard,
   // Every message up to the horizon is in (fewer than wanted): the cursor follows the horizon;
   // otherwise it stops at the last message taken.
   int64 upto = took < max_count ? horizon : heads.back();
+  // The window showed what follows the new cursor: the next claim need not probe the shard.
+  shard_first[shard] = ShardFirst{rel.messages, g.id, upto, next_id != 0 ? next_id : horizon,
+                                  next_id};
   TimestampTz now = GetCurrentTimestamp();
   bool record =
       upto > last.intake_id && (took > 0 || now >= plus(last.swept_at, kIdleCursorInterval));
