@@ -277,10 +277,6 @@ KeptPlan lock_lanes_plan = {
     "     AND l.head_id = w.id FOR UPDATE) x",
     2, {TEXTOID, INT8ARRAYOID}, nullptr};
 
-KeptPlan delete_lanes_plan = {
-    "DELETE FROM es._outbox_lanes l WHERE l.ctid = ANY ($1::pg_catalog.tid[])",
-    1, {TIDARRAYOID}, nullptr};
-
 KeptPlan advance_lanes_plan = {
     "SELECT es._outbox_advance(l, g.topic) FROM es._outbox_lanes l"
     " JOIN es._outbox_groups g ON g.group_id = l.group_id"
@@ -839,9 +835,17 @@ Datum ack(FunctionCallInfo fcinfo) {
     }
   }
   // Lanes with nothing waiting go away; the others move to their next message.
+  // (By tuple id, directly: the lock statement returned the versions it locked, and the rows
+  // stay locked by this transaction, so no one else changed them since.)
   if (!finished.empty()) {
-    Datum tids[1] = {tid_array(finished)};
-    run(delete_lanes_plan, tids, nullptr, SPI_OK_DELETE);
+    Oid lanes_oid = outbox_relations().lanes;
+    pg_call([&] {
+      Snapshot snapshot = fresh_snapshot();
+      Relation lanes = table_open(lanes_oid, RowExclusiveLock);
+      for (ItemPointerData &tid : finished) simple_table_tuple_delete(lanes, &tid, snapshot);
+      table_close(lanes, NoLock);
+      UnregisterSnapshot(snapshot);
+    });
   }
   if (!waiting.empty()) {
     Datum tids[1] = {tid_array(waiting)};
