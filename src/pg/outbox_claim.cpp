@@ -99,7 +99,7 @@ struct OutboxRelations {
   Oid routes;
   Oid messages, messages_pkey, messages_shard_id;   // (id); (topic, shard, id)
   Oid intake, intake_pkey;           // (group_id, shard, intake_id, swept_at)
-  Oid lanes, lanes_ready, lanes_leased;  // (group_id, due_at, head_id) WHERE NOT leased;
+  Oid lanes, lanes_pkey, lanes_ready, lanes_leased;  // (group_id, due_at, head_id) WHERE NOT leased;
                                          // (group_id, due_at) WHERE leased
 };
 
@@ -116,9 +116,10 @@ OutboxRelations outbox_relations() {
     r.intake = get_relname_relid("_outbox_intake", nsp);
     r.intake_pkey = get_relname_relid("_outbox_intake_pkey", nsp);
     r.lanes = get_relname_relid("_outbox_lanes", nsp);
+    r.lanes_pkey = get_relname_relid("_outbox_lanes_pkey", nsp);
     r.lanes_ready = get_relname_relid("_outbox_lanes_ready", nsp);
     r.lanes_leased = get_relname_relid("_outbox_lanes_leased", nsp);
-    for (Oid oid : {r.groups, r.groups_key, r.routes, r.messages, r.messages_pkey, r.messages_shard_id, r.intake, r.intake_pkey, r.lanes,
+    for (Oid oid : {r.groups, r.groups_key, r.routes, r.messages, r.messages_pkey, r.messages_shard_id, r.intake, r.intake_pkey, r.lanes, r.lanes_pkey,
                     r.lanes_ready, r.lanes_leased})
       if (!OidIsValid(oid)) elog(ERROR, "pg_eventstore: outbox tables are missing");
   });
@@ -264,18 +265,6 @@ KeptPlan keyless_lanes_cursor_plan = {
 KeptPlan keyed_intake_plan = {
     "SELECT es._outbox_intake(g, $2, $3, $4, $5) FROM es._outbox_groups g WHERE g.group_id = $1",
     5, {INT4OID, INT4OID, INT8OID, INT4OID, TIMESTAMPTZOID}, nullptr};
-
-KeptPlan lock_lanes_plan = {
-    // Every lane of the ids at once, locked in id order (as the one-by-one path locks them),
-    // looked up by both primary-key columns (never walking the group's other lanes).
-    "SELECT x.ctid, x.group_id, x.head_id, x.leased, x.due_at,"
-    " x.lane_key IS NOT NULL AND x.tail_id > x.head_id AS waiting"
-    " FROM pg_catalog.unnest($2::pg_catalog.int8[]) AS w(id)"
-    " CROSS JOIN LATERAL (SELECT l.ctid, l.* FROM es._outbox_lanes l"
-    "   WHERE l.group_id = ANY (ARRAY(SELECT g.group_id FROM es._outbox_groups g"
-    "                                  WHERE g.consumer_group = $1))"
-    "     AND l.head_id = w.id FOR UPDATE) x",
-    2, {TEXTOID, INT8ARRAYOID}, nullptr};
 
 KeptPlan advance_lanes_plan = {
     "SELECT es._outbox_advance(l, g.topic) FROM es._outbox_lanes l"
@@ -779,6 +768,96 @@ void check_group(Datum consumer_group, bool group_null) {
   run(check_group_plan, values, nulls, SPI_OK_SELECT);
 }
 
+// A lane an ack locked: the version it holds the lock on.
+struct LockedLane {
+  ItemPointerData tid;
+  bool leased;
+  TimestampTz due_at;
+  bool waiting;  // keyed, with messages behind the head
+};
+
+// Locks (FOR UPDATE) the lanes of `consumer_group`'s groups whose heads are `ids` (sorted), in
+// id order, through the lanes' primary key; returns how many it found, in `out` (palloc'd).
+// As SELECT ... FOR UPDATE in READ COMMITTED: a lane another transaction is changing is waited
+// for, and when that transaction changed or deleted it, looked up again with a new snapshot
+// (a lane that moved to another head is no longer the id's). Plain PostgreSQL code.
+int lock_lanes(const OutboxRelations &rel, Datum consumer_group, const int64 *ids, int count,
+               LockedLane **out) {
+  // The groups of the consumer group (one per topic), through the unique index's first column.
+  int32 *groups = static_cast<int32 *>(palloc(sizeof(int32) * 8));
+  int group_count = 0, group_capacity = 8;
+  Snapshot snapshot = fresh_snapshot();
+  {
+    Relation index = index_open(rel.groups_key, AccessShareLock);
+    Oid collation = index->rd_indcollation[0];
+    index_close(index, NoLock);
+    ScanKeyData keys[1];
+    key(keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ, consumer_group, collation);
+    scan_index(rel.groups, rel.groups_key, snapshot, keys, 1, ForwardScanDirection,
+               [&](TupleTableSlot *slot) {
+                 bool isnull;
+                 if (group_count == group_capacity) {
+                   group_capacity *= 2;
+                   groups = static_cast<int32 *>(repalloc(groups, sizeof(int32) * group_capacity));
+                 }
+                 groups[group_count++] = DatumGetInt32(slot_getattr(slot, 1, &isnull));
+                 return true;
+               });
+  }
+  // By group id, as the index returns the lanes of one head.
+  for (int i = 1; i < group_count; ++i)
+    for (int j = i; j > 0 && groups[j] < groups[j - 1]; --j) std::swap(groups[j], groups[j - 1]);
+  auto *lanes_found =
+      static_cast<LockedLane *>(palloc(sizeof(LockedLane) * std::max(1, count * group_count)));
+  int found = 0;
+  Relation lanes = table_open(rel.lanes, RowShareLock);
+  TupleTableSlot *slot = table_slot_create(lanes, nullptr);
+  for (int i = 0; i < count; ++i) {
+    for (int k = 0; k < group_count; ++k) {
+      for (;;) {
+        ItemPointerData tid;
+        bool visible = false;
+        ScanKeyData keys[2];
+        key(keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(groups[k]));
+        key(keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(ids[i]));
+        scan_index(rel.lanes, rel.lanes_pkey, snapshot, keys, 2, ForwardScanDirection,
+                   [&](TupleTableSlot *row) {
+                     visible = true;
+                     tid = row->tts_tid;
+                     return false;
+                   });
+        if (!visible) break;
+        TM_FailureData failure;
+        TM_Result result = table_tuple_lock(lanes, &tid, snapshot, slot,
+                                            GetCurrentCommandId(true), LockTupleExclusive,
+                                            LockWaitBlock, 0, &failure);
+        if (result == TM_Ok) {
+          bool isnull;
+          LockedLane &lane = lanes_found[found++];
+          lane.tid = tid;
+          bool keyed = !slot_attisnull(slot, 2);
+          int64 head = DatumGetInt64(slot_getattr(slot, 3, &isnull));
+          int64 tail = DatumGetInt64(slot_getattr(slot, 4, &isnull));
+          lane.leased = DatumGetBool(slot_getattr(slot, 6, &isnull));
+          lane.due_at = DatumGetTimestampTz(slot_getattr(slot, 7, &isnull));
+          lane.waiting = keyed && tail > head;
+          break;
+        }
+        if (result != TM_Updated && result != TM_Deleted && result != TM_SelfModified)
+          elog(ERROR, "pg_eventstore: unexpected result %d locking an outbox lane", result);
+        // Changed or deleted meanwhile: look the head up again, in a new snapshot.
+        UnregisterSnapshot(snapshot);
+        snapshot = fresh_snapshot();
+      }
+    }
+  }
+  ExecDropSingleTupleTableSlot(slot);
+  table_close(lanes, NoLock);
+  UnregisterSnapshot(snapshot);
+  *out = lanes_found;
+  return found;
+}
+
 Datum ack(FunctionCallInfo fcinfo) {
   if (PG_ARGISNULL(1))
     raise(kInvalidOutboxArgument, "ids must be an array of message ids without NULLs");
@@ -813,19 +892,18 @@ Datum ack(FunctionCallInfo fcinfo) {
     return (Datum)0;
   }
   TimestampTz now_at = GetCurrentTimestamp();
-  Datum values[2] = {consumer_group, int8_array(wanted)};
-  char nulls[3] = {group_null ? 'n' : ' ', ' ', '\0'};
-  uint64 n = run(lock_lanes_plan, values, nulls, SPI_OK_SELECT);
+  OutboxRelations rel = outbox_relations();
+  LockedLane *locked = nullptr;
+  int n = group_null ? 0 : pg_call([&] {
+    return lock_lanes(rel, consumer_group, wanted.data(), static_cast<int>(wanted.size()), &locked);
+  });
   std::vector<ItemPointerData> finished, waiting;
-  bool all_held = n == wanted.size();
-  for (uint64 i = 0; i < n; ++i) {
-    bool isnull;  // SPI_getbinval of a plain column does not ereport
-    ItemPointerData tid = *reinterpret_cast<ItemPointer>(DatumGetPointer(spi_value(i, 1, &isnull)));
-    bool leased = DatumGetBool(spi_value(i, 4, &isnull));
-    TimestampTz due_at = DatumGetTimestampTz(spi_value(i, 5, &isnull));
-    if (!leased || due_at <= now_at) all_held = false;
-    (DatumGetBool(spi_value(i, 6, &isnull)) ? waiting : finished).push_back(tid);
+  bool all_held = n == static_cast<int>(wanted.size());
+  for (int i = 0; i < n; ++i) {
+    if (!locked[i].leased || locked[i].due_at <= now_at) all_held = false;
+    (locked[i].waiting ? waiting : finished).push_back(locked[i].tid);
   }
+  char nulls[3] = {group_null ? 'n' : ' ', ' ', '\0'};
   if (!all_held) {
     // Some id is not held, or its lease ran out: one by one, for the precise error.
     check_group(consumer_group, group_null);
@@ -835,10 +913,10 @@ Datum ack(FunctionCallInfo fcinfo) {
     }
   }
   // Lanes with nothing waiting go away; the others move to their next message.
-  // (By tuple id, directly: the lock statement returned the versions it locked, and the rows
-  // stay locked by this transaction, so no one else changed them since.)
+  // (By tuple id, directly: the rows stay locked by this transaction, so no one else changed
+  // them since they were locked.)
   if (!finished.empty()) {
-    Oid lanes_oid = outbox_relations().lanes;
+    Oid lanes_oid = rel.lanes;
     pg_call([&] {
       Snapshot snapshot = fresh_snapshot();
       Relation lanes = table_open(lanes_oid, RowExclusiveLock);
