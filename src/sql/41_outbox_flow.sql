@@ -254,13 +254,15 @@ BEGIN
         END IF;
         n := n + 1;
     END LOOP;
-    -- Leases skipped because another transaction held their lane: the next sweeps start at
-    -- the earliest of them.
+    -- Leases skipped because another transaction held their lane (a late ack or nack about to
+    -- fail, an intake extending the lane): the next sweeps start at the earliest of them, which
+    -- they include (their window is due_at > swept_at, hence the microsecond before it).
     SELECT min(l.due_at) INTO skipped FROM es._outbox_lanes l
      WHERE l.group_id = g.group_id AND l.leased AND l.due_at > since AND l.due_at <= now_at;
     -- intake_id numbers the sweep rows (the newest wins).
     INSERT INTO es._outbox_intake (group_id, shard, intake_id, swept_at, full_swept_at)
-        VALUES (g.group_id, -1, last_.seq + 1, least(now_at, skipped),
+        VALUES (g.group_id, -1, last_.seq + 1,
+                least(now_at, skipped - interval '1 microsecond'),
                 CASE WHEN whole THEN now_at ELSE last_.full_swept_at END)
         ON CONFLICT DO NOTHING;
     RETURN n;
