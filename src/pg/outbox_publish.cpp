@@ -2,17 +2,16 @@
 // transaction. Runs as the extension owner without SECURITY DEFINER or a SET clause (no GUC
 // change per call, no PL/pgSQL): validates like es._outbox_check_topic and the former PL/pgSQL
 // body (same SQLSTATEs and messages), registers with the outbox horizon before allocating the
-// id (horizon.cpp, as es._outbox_next_id), computes the shard as es._outbox_shard does, and
-// inserts the row through the table AM and the index AMs directly (direct_insert.cpp shows the
-// same for events). A message table with anything the direct path would skip — triggers, row
-// security, rules, other columns — gets a kept-plan INSERT instead. Writers never NOTIFY: the
-// registration makes the commit ask for the relay (relay.cpp), which rings the doorbell.
+// id (horizon.cpp, as es._outbox_next_id), computes the shard as es._outbox_shard does
+// (src/core/outbox_shard.hpp), and inserts the row through the table AM and the index AMs
+// directly (direct_insert.cpp does the same for events). A message table with anything the
+// direct path would skip — triggers, row security, rules, other columns — gets a kept-plan
+// INSERT instead. Writers never NOTIFY: the registration makes the commit ask for the relay
+// (relay.cpp), which rings the doorbell.
 #include "horizon.hpp"
 #include "runtime.hpp"
 
-extern "C" {
-#include "common/md5.h"
-}
+#include "../core/outbox_shard.hpp"
 
 namespace es {
 namespace {
@@ -92,18 +91,11 @@ void check_headers(Jsonb *headers) {
   raise(kInvalidMessage, "headers must be a JSON object", "headers is a JSON " + type + ".");
 }
 
-// es._outbox_shard(key, id): the first byte of md5(key) & 7 (md5 of the key's bytes, as SQL's
-// md5(text) hashes them), or (id >> 4) & 7 without a key.
+// es._outbox_shard(key, id), computed in C++ (src/core/outbox_shard.hpp): md5 of the key's
+// bytes, as SQL's md5(text) hashes them.
 int16 message_shard(text *key, int64 id) {
-  if (key == nullptr) return static_cast<int16>((id >> 4) & 7);
-  uint8 digest[MD5_DIGEST_LENGTH];
-  pg_call([&] {
-    const char *error = nullptr;
-    if (!pg_md5_binary(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), digest, &error))
-      ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
-                      errmsg("could not compute MD5 hash: %s", error ? error : "unknown error")));
-  });
-  return static_cast<int16>(digest[0] & 7);
+  if (key == nullptr) return static_cast<int16>(outbox_id_shard(id));
+  return static_cast<int16>(outbox_key_shard(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key)));
 }
 
 // The table's part of the direct path's verdict (PostgreSQL calls only; inside pg_call): a
