@@ -125,10 +125,36 @@ SELECT es.outbox_publish('pub-iso', '{"n": 4}') > 0 AS repeatable_read;
 COMMIT;
 SELECT payload FROM es._outbox_messages WHERE topic = 'pub-iso' ORDER BY id;
 
--- The function is C, runs without SECURITY DEFINER or a SET clause, keeps its grants.
-SELECT p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c') AS is_c,
+-- The route trigger (C++ too) publishes what the PL/pgSQL trigger did: per matching route, in
+-- topic order, key = stream id, payload = to_jsonb(event row), headers as below, the shard
+-- es._outbox_shard computes.
+SELECT es.create_event_table('public.pub_store') IS NOT NULL AS created;
+SELECT es.outbox_route('pub-route-b', 'public.pub_store', ARRAY['Placed', 'Paid']);
+SELECT es.outbox_route('pub-route-a', 'public.pub_store', NULL, 'order-');
+SELECT es.outbox_route('pub-route-c', 'public.pub_store', ARRAY['Never']);
+SELECT last_version FROM es.append('order-1', 0,
+    '[{"type": "Placed", "data": {"n": 1}, "metadata": {"m": true}},
+      {"type": "Noted", "data": null}, {"type": "Paid", "data": [1, "x"]}]',
+    store => 'public.pub_store');
+SELECT last_version FROM es.append_event('user-1', 0, 'Placed', '{}', store => 'public.pub_store');
+SELECT m.topic, m.key, e.stream_version, m.headers->>'store' AS store,
+       m.payload = to_jsonb(e) AS payload_is_the_event,
+       m.headers = jsonb_build_object('event_id', e.event_id, 'event_type', e.event_type,
+                                      'global_position', e.global_position,
+                                      'stream_version', e.stream_version,
+                                      'store', 'public.pub_store') AS headers_as_before,
+       m.shard = es._outbox_shard(m.key, m.id) AS shard_agrees
+  FROM es._outbox_messages m
+  JOIN public.pub_store e ON e.global_position = (m.headers->>'global_position')::bigint
+ WHERE m.topic LIKE 'pub-route-%' ORDER BY m.id;
+SELECT es.drop_event_table('public.pub_store');
+
+-- Both are C, run without SECURITY DEFINER or a SET clause; publish keeps its grants.
+SELECT p.proname, p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c') AS is_c,
        p.prosecdef, p.proconfig, p.proisstrict,
        has_function_privilege('es_writer', p.oid, 'EXECUTE') AS writer,
        has_function_privilege('es_reader', p.oid, 'EXECUTE') AS reader,
        has_function_privilege('public', p.oid, 'EXECUTE') AS public
-  FROM pg_proc p WHERE p.oid = 'es.outbox_publish(text, jsonb, text, jsonb)'::regprocedure;
+  FROM pg_proc p WHERE p.oid IN ('es.outbox_publish(text, jsonb, text, jsonb)'::regprocedure,
+                               'es._outbox_route_event()'::regprocedure)
+ ORDER BY 1;

@@ -13,6 +13,10 @@
 
 #include "../core/outbox_shard.hpp"
 
+extern "C" {
+#include "nodes/makefuncs.h"
+}
+
 namespace es {
 namespace {
 
@@ -204,6 +208,106 @@ void insert_with_plan(MessageTable &t, const Datum *values, const bool *nulls) {
   });
 }
 
+// Records one message (arguments already checked): registers, takes its id, inserts the row
+// as the extension owner. Returns the id.
+int64 publish_message(text *topic, text *key, Datum payload, Datum headers) {
+  AsExtensionOwner owner;
+  MessageTable &table = message_table();
+  // Register first, allocate second: a claim's horizon never passes an id still open.
+  register_appender(table.order);
+  int64 id = allocate_position(table.order);
+  Datum values[kPublishedAt] = {Int64GetDatum(id), PointerGetDatum(topic), PointerGetDatum(key),
+                                payload,           headers,                Int16GetDatum(message_shard(key, id))};
+  bool nulls[kPublishedAt] = {false, false, key == nullptr, false, headers == (Datum)0, false};
+  if (!insert_direct(table, values, nulls)) insert_with_plan(table, values, nulls);
+  return id;
+}
+
+// The routes of `store` that match an event: their topics in name order (copied into the
+// caller's memory context). Runs under the caller's SpiConnection, as the extension owner.
+SPIPlanPtr matching_routes_plan = nullptr;
+
+List *matching_topics(Oid store, Datum event_type, bool event_type_null, Datum stream,
+                      bool stream_null) {
+  if (matching_routes_plan == nullptr) {
+    Oid types[3] = {REGCLASSOID, TEXTOID, TEXTOID};
+    matching_routes_plan = prepare_kept(
+        "SELECT rt.topic FROM es._outbox_routes rt"
+        " WHERE rt.store = $1"
+        " AND (rt.event_types IS NULL OR $2 = ANY (rt.event_types))"
+        " AND (rt.stream_prefix IS NULL OR starts_with($3, rt.stream_prefix))"
+        " ORDER BY rt.topic",
+        3, types);
+  }
+  MemoryContext caller = CurrentMemoryContext;
+  return pg_call([&]() -> List * {
+    Datum args[3] = {ObjectIdGetDatum(store), event_type, stream};
+    char nulls[3] = {' ', event_type_null ? 'n' : ' ', stream_null ? 'n' : ' '};
+    if (SPI_execute_plan(matching_routes_plan, args, nulls, false, 0) != SPI_OK_SELECT)
+      elog(ERROR, "pg_eventstore: outbox route lookup failed");
+    List *topics = NIL;
+    MemoryContext spi = MemoryContextSwitchTo(caller);
+    for (uint64 i = 0; i < SPI_processed; ++i) {
+      bool isnull;
+      Datum topic = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+      if (!isnull) topics = lappend(topics, pg_detoast_datum_copy(reinterpret_cast<struct varlena *>(DatumGetPointer(topic))));
+    }
+    MemoryContextSwitchTo(spi);
+    return topics;
+  });
+}
+
+// A column of the event row by name (the trigger's NEW.<name>); raises when there is none.
+Datum event_column(HeapTuple row, TupleDesc desc, const char *name, bool *isnull) {
+  int attnum = SPI_fnumber(desc, name);
+  if (attnum <= 0) elog(ERROR, "record \"new\" has no field \"%s\"", name);
+  return heap_getattr(row, attnum, desc, isnull);
+}
+
+void push_key(JsonbParseState **state, const char *key) {
+  JsonbValue k;
+  k.type = jbvString;
+  k.val.string.val = const_cast<char *>(key);
+  k.val.string.len = static_cast<int>(strlen(key));
+  pushJsonbValue(state, WJB_KEY, &k);
+}
+
+void push_string(JsonbParseState **state, const char *value) {
+  JsonbValue v;
+  if (value == nullptr) {
+    v.type = jbvNull;
+  } else {
+    v.type = jbvString;
+    v.val.string.val = const_cast<char *>(value);
+    v.val.string.len = static_cast<int>(strlen(value));
+  }
+  pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+void push_int8(JsonbParseState **state, Datum value, bool isnull) {
+  JsonbValue v;
+  if (isnull) {
+    v.type = jbvNull;
+  } else {
+    v.type = jbvNumeric;
+    v.val.numeric = DatumGetNumeric(DirectFunctionCall1(int8_numeric, value));
+  }
+  pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+// to_jsonb(NEW): the whole event row, as the SQL function makes it (to_jsonb learns the row
+// type from its call expression, so it gets one).
+Datum row_to_jsonb(HeapTuple row, TupleDesc desc) {
+  Datum record = heap_copy_tuple_as_datum(row, desc);
+  FmgrInfo flinfo;
+  fmgr_info(F_TO_JSONB, &flinfo);
+  FuncExpr *call = makeFuncExpr(F_TO_JSONB, JSONBOID,
+                                list_make1(makeNullConst(desc->tdtypeid, -1, InvalidOid)),
+                                InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+  fmgr_info_set_expr(reinterpret_cast<Node *>(call), &flinfo);
+  return FunctionCall1(&flinfo, record);
+}
+
 }  // namespace
 }  // namespace es
 
@@ -229,17 +333,65 @@ Datum es_outbox_publish(PG_FUNCTION_ARGS) {
                 "The limit is " + std::to_string(es::kMaxKeyBytes) + " bytes; the key has " +
                     std::to_string(VARSIZE_ANY_EXHDR(key)) + ".");
 
-    es::AsExtensionOwner owner;
-    es::MessageTable &table = es::message_table();
-    // Register first, allocate second: a claim's horizon never passes an id still open.
-    es::register_appender(table.order);
-    int64 id = es::allocate_position(table.order);
-    Datum values[es::kPublishedAt] = {
-        Int64GetDatum(id),  PointerGetDatum(topic),   PointerGetDatum(key),
-        payload,            PointerGetDatum(headers), Int16GetDatum(es::message_shard(key, id))};
-    bool nulls[es::kPublishedAt] = {false, false, key == nullptr, false, headers == nullptr, false};
-    if (!es::insert_direct(table, values, nulls)) es::insert_with_plan(table, values, nulls);
+    int64 id = es::publish_message(topic, key, payload, PointerGetDatum(headers));
     return Int64GetDatum(id);
+  });
+}
+
+// es._outbox_route_event(): the route trigger of event tables (AFTER INSERT FOR EACH ROW,
+// WHEN es._in_append(NEW.tableoid)). Publishes the event to every matching route's topic, in
+// topic order: key = stream id, payload = to_jsonb(NEW), headers = event_id, event_type,
+// global_position, stream_version, store (the table's name as regclass prints it under
+// search_path pg_catalog, pg_temp). As the extension owner, like the former SECURITY DEFINER
+// PL/pgSQL function. Returns NULL.
+PG_FUNCTION_INFO_V1(es_outbox_route_event);
+Datum es_outbox_route_event(PG_FUNCTION_ARGS) {
+  return es::guarded([&] {
+    auto *trigger = reinterpret_cast<TriggerData *>(fcinfo->context);
+    if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_INSERT(trigger->tg_event) ||
+        !TRIGGER_FIRED_FOR_ROW(trigger->tg_event) || !TRIGGER_FIRED_AFTER(trigger->tg_event))
+      es::pg_call([] {
+        elog(ERROR, "pg_eventstore: _outbox_route_event must run as an AFTER INSERT row trigger");
+      });
+    Relation rel = trigger->tg_relation;
+    HeapTuple row = trigger->tg_trigtuple;
+    TupleDesc desc = RelationGetDescr(rel);
+    Oid store = RelationGetRelid(rel);
+    es::SpiConnection spi;  // pins search_path: the route query, regclass output
+    es::AsExtensionOwner owner;
+    bool type_null, stream_null;
+    Datum event_type = es::pg_call([&] { return es::event_column(row, desc, "event_type", &type_null); });
+    Datum stream = es::pg_call([&] { return es::event_column(row, desc, "stream_id", &stream_null); });
+    List *topics = es::matching_topics(store, event_type, type_null, stream, stream_null);
+    if (topics == NIL) return PointerGetDatum(nullptr);
+
+    text *key = stream_null ? nullptr : es::pg_call([&] {
+      return reinterpret_cast<text *>(pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(stream))));
+    });
+    Datum payload = es::pg_call([&] { return es::row_to_jsonb(row, desc); });
+    Datum headers = es::pg_call([&] {
+      bool isnull;
+      JsonbParseState *state = nullptr;
+      pushJsonbValue(&state, WJB_BEGIN_OBJECT, nullptr);
+      es::push_key(&state, "event_id");
+      Datum event_id = es::event_column(row, desc, "event_id", &isnull);
+      es::push_string(&state, isnull ? nullptr : DatumGetCString(DirectFunctionCall1(uuid_out, event_id)));
+      es::push_key(&state, "event_type");
+      es::push_string(&state, type_null ? nullptr : TextDatumGetCString(event_type));
+      es::push_key(&state, "global_position");
+      Datum position = es::event_column(row, desc, "global_position", &isnull);
+      es::push_int8(&state, position, isnull);
+      es::push_key(&state, "stream_version");
+      Datum version = es::event_column(row, desc, "stream_version", &isnull);
+      es::push_int8(&state, version, isnull);
+      es::push_key(&state, "store");
+      es::push_string(&state, DatumGetCString(DirectFunctionCall1(regclassout, ObjectIdGetDatum(store))));
+      JsonbValue *object = pushJsonbValue(&state, WJB_END_OBJECT, nullptr);
+      return JsonbPGetDatum(JsonbValueToJsonb(object));
+    });
+    ListCell *lc;
+    foreach (lc, topics) es::publish_message(static_cast<text *>(lfirst(lc)), key, payload, headers);
+    return PointerGetDatum(nullptr);
   });
 }
 

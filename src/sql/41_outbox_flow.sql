@@ -49,29 +49,9 @@ COMMENT ON FUNCTION es.outbox_publish(text, jsonb, text, jsonb) IS
 -- Route trigger on event tables with routes: publishes each event es.append inserts to every
 -- matching route's topic (key = stream id, payload = the event, headers = id/type/position).
 -- Plain INSERT/COPY rows (pg_restore, migrations) are not routed (the trigger's WHEN clause).
+-- C++ (src/pg/outbox_publish.cpp), as the extension owner, like es.outbox_publish.
 CREATE OR REPLACE FUNCTION es._outbox_route_event() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    r      record;
-    new_id bigint;
-BEGIN
-    FOR r IN SELECT rt.topic FROM es._outbox_routes rt
-              WHERE rt.store = TG_RELID::regclass
-                AND (rt.event_types IS NULL OR NEW.event_type = ANY (rt.event_types))
-                AND (rt.stream_prefix IS NULL OR starts_with(NEW.stream_id, rt.stream_prefix))
-              ORDER BY rt.topic
-    LOOP
-        new_id := es._outbox_next_id();
-        INSERT INTO es._outbox_messages (id, topic, key, payload, headers, shard)
-        VALUES (new_id, r.topic, NEW.stream_id, to_jsonb(NEW),
-                jsonb_build_object('event_id', NEW.event_id, 'event_type', NEW.event_type,
-                                   'global_position', NEW.global_position,
-                                   'stream_version', NEW.stream_version,
-                                   'store', TG_RELID::regclass::text),
-                es._outbox_shard(NEW.stream_id, new_id));
-    END LOOP;
-    RETURN NULL;
-END $$;
+    LANGUAGE c AS 'MODULE_PATHNAME', 'es_outbox_route_event';
 COMMENT ON FUNCTION es._outbox_route_event() IS
     'Event table trigger: publishes appended events to the routes'' topics (internal)';
 
