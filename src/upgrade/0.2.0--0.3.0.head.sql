@@ -27,6 +27,11 @@
 --    (src/pg/outbox_publish.cpp) instead of PL/pgSQL SECURITY DEFINER with a SET clause: same
 --    signatures, checks, errors, ids, shards, messages and grants; they run as the extension
 --    owner internally. The re-runnable 41_outbox_flow.sql replaces them in place.
+--  * es.outbox_claim and es.outbox_ack are C++ (src/pg/outbox_claim.cpp) instead of PL/pgSQL
+--    SECURITY DEFINER with SET clauses: same signatures, results, errors, privilege checks
+--    and grants; they run as the extension owner internally and plan with enable_seqscan off.
+--    41_outbox_flow.sql replaces them in place; its es._outbox_sweep now restarts the next
+--    window at (not after) the earliest lease it had to skip.
 
 -- Appending (src/sql/00_schema.sql, 20_append.sql).
 DROP FUNCTION es.append(text, bigint, jsonb, text, regclass);
