@@ -1,10 +1,11 @@
 // es.outbox_claim and es.outbox_ack in C++ (API.md §5; the design is docs/outbox.md "Claiming").
 // Same behaviour, errors and privileges as the PL/pgSQL versions they replace (0.2.0 and early
 // 0.3.0), at a fraction of the statements: they run as the extension owner internally (no
-// SECURITY DEFINER, no SET clauses), probe with direct index scans (intake cursors, the shards'
-// oldest new messages, ready lanes, the lease sweep's window) and run only the statements that
-// write, as kept plans. The rare paths stay PL/pgSQL and are called through SPI: the lease sweep
-// that finds leases to end, the intake of a window with keyed messages (es._outbox_intake), the
+// SECURITY DEFINER, no SET clauses), read through direct index scans where they only look (the
+// group, the sweep window, ready lanes, intake cursors, the shards' new messages, the messages
+// handed out), lock and delete an ack's lanes directly, and run only the claim's inserts as
+// kept plans. The rare paths stay PL/pgSQL and are called through SPI: the lease sweep that
+// finds leases to end, the intake of a window with keyed messages (es._outbox_intake), the
 // one-by-one precise errors of an ack and the advance of lanes with messages waiting.
 //
 // Plans: the lane and cursor tables are small (often empty) when a plan is made, so the planner
