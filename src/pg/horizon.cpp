@@ -104,10 +104,10 @@ struct SequenceState {
 };
 
 // Reads the sequence's tuple straight from its page, under the lock nextval takes: without
-// pg_sequence_last_value's fmgr call, privilege check (we run as the extension owner's code
-// anyway) and second relation open, and with the page LSN in the same buffer visit. The layout
-// is PostgreSQL's (src/backend/commands/sequence.c read_seq_tuple: one tuple on block 0 whose
-// data is FormData_pg_sequence_data).
+// pg_sequence_last_value's fmgr call, privilege check (callers checked the store's; the value
+// used to be read as the extension owner) and lookup of the backend's sequence cache, and with
+// the page LSN in the same buffer visit. The layout is PostgreSQL's (src/backend/commands/
+// sequence.c read_seq_tuple: one tuple on block 0 whose data is FormData_pg_sequence_data).
 SequenceState read_sequence(Oid seq) {
   SequenceState state{0, InvalidXLogRecPtr};
   pg_call([&] {
@@ -121,14 +121,17 @@ SequenceState read_sequence(Oid seq) {
     LockBuffer(buf, BUFFER_LOCK_SHARE);
     Page page = BufferGetPage(buf);
     ItemId item = PageGetItemId(page, FirstOffsetNumber);
-    if (!ItemIdIsNormal(item))
-      elog(ERROR, "pg_eventstore: sequence \"%s\" has no tuple", RelationGetRelationName(rel));
-    auto *tuple = reinterpret_cast<HeapTupleHeader>(PageGetItem(page, item));
-    auto *data = reinterpret_cast<Form_pg_sequence_data>(reinterpret_cast<char *>(tuple) +
-                                                         tuple->t_hoff);
-    state.last_value = data->is_called ? data->last_value : 0;
-    state.lsn = PageGetLSN(page);
+    bool has_tuple = ItemIdIsNormal(item);
+    if (has_tuple) {
+      auto *tuple = reinterpret_cast<HeapTupleHeader>(PageGetItem(page, item));
+      auto *data = reinterpret_cast<Form_pg_sequence_data>(reinterpret_cast<char *>(tuple) +
+                                                           tuple->t_hoff);
+      state.last_value = data->is_called ? data->last_value : 0;
+      state.lsn = PageGetLSN(page);
+    }
     UnlockReleaseBuffer(buf);
+    if (!has_tuple)
+      elog(ERROR, "pg_eventstore: sequence \"%s\" has no tuple", RelationGetRelationName(rel));
     relation_close(rel, NoLock);
   });
   return state;
