@@ -36,61 +36,22 @@ COMMENT ON FUNCTION es._outbox_lock(int, int, boolean) IS
 
 -- Records a message in the caller's transaction; returns its id. Consumers see it only if the
 -- transaction commits. Errors: ES041 bad topic, ES044 NULL payload, non-object headers,
--- key over 1024 bytes.
+-- key over 1024 bytes. C++ (src/pg/outbox_publish.cpp): runs as the extension owner without
+-- SECURITY DEFINER or a SET clause, registers with the outbox horizon before taking its id
+-- (as es._outbox_next_id), computes es._outbox_shard(key, id) and inserts the row directly.
 CREATE OR REPLACE FUNCTION es.outbox_publish(topic text, payload jsonb, key text DEFAULT NULL,
                                   headers jsonb DEFAULT NULL)
 RETURNS bigint
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    new_id bigint;
-BEGIN
-    PERFORM es._outbox_check_topic(topic);
-    IF payload IS NULL THEN
-        RAISE EXCEPTION 'payload must not be NULL' USING ERRCODE = 'ES044',
-            HINT = 'Publish ''null''::jsonb for an empty message.';
-    END IF;
-    IF headers IS NOT NULL AND jsonb_typeof(headers) <> 'object' THEN
-        RAISE EXCEPTION 'headers must be a JSON object' USING ERRCODE = 'ES044',
-            DETAIL = format('headers is a JSON %s.', jsonb_typeof(headers));
-    END IF;
-    IF octet_length(key) > 1024 THEN
-        RAISE EXCEPTION 'key is too long' USING ERRCODE = 'ES044',
-            DETAIL = format('The limit is 1024 bytes; the key has %s.', octet_length(key));
-    END IF;
-    new_id := es._outbox_next_id();
-    INSERT INTO es._outbox_messages (id, topic, key, payload, headers, shard)
-        VALUES (new_id, topic, key, payload, headers, es._outbox_shard(key, new_id));
-    RETURN new_id;
-END $$;
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'es_outbox_publish';
 COMMENT ON FUNCTION es.outbox_publish(text, jsonb, text, jsonb) IS
     'Records an outbox message in the current transaction; returns its id';
 
 -- Route trigger on event tables with routes: publishes each event es.append inserts to every
 -- matching route's topic (key = stream id, payload = the event, headers = id/type/position).
 -- Plain INSERT/COPY rows (pg_restore, migrations) are not routed (the trigger's WHEN clause).
+-- C++ (src/pg/outbox_publish.cpp), as the extension owner, like es.outbox_publish.
 CREATE OR REPLACE FUNCTION es._outbox_route_event() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    r      record;
-    new_id bigint;
-BEGIN
-    FOR r IN SELECT rt.topic FROM es._outbox_routes rt
-              WHERE rt.store = TG_RELID::regclass
-                AND (rt.event_types IS NULL OR NEW.event_type = ANY (rt.event_types))
-                AND (rt.stream_prefix IS NULL OR starts_with(NEW.stream_id, rt.stream_prefix))
-              ORDER BY rt.topic
-    LOOP
-        new_id := es._outbox_next_id();
-        INSERT INTO es._outbox_messages (id, topic, key, payload, headers, shard)
-        VALUES (new_id, r.topic, NEW.stream_id, to_jsonb(NEW),
-                jsonb_build_object('event_id', NEW.event_id, 'event_type', NEW.event_type,
-                                   'global_position', NEW.global_position,
-                                   'stream_version', NEW.stream_version,
-                                   'store', TG_RELID::regclass::text),
-                es._outbox_shard(NEW.stream_id, new_id));
-    END LOOP;
-    RETURN NULL;
-END $$;
+    LANGUAGE c AS 'MODULE_PATHNAME', 'es_outbox_route_event';
 COMMENT ON FUNCTION es._outbox_route_event() IS
     'Event table trigger: publishes appended events to the routes'' topics (internal)';
 

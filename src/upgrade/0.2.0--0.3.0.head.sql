@@ -23,6 +23,10 @@
 --  * es.read_stream and es.read_stream_backward are C++ (a kept plan per store, run as the
 --    caller) instead of PL/pgSQL: same signatures, results, errors and privileges. The
 --    re-runnable 30_read.sql replaces them in place (CREATE OR REPLACE keeps their ACLs).
+--  * es.outbox_publish and the route trigger function es._outbox_route_event are C++
+--    (src/pg/outbox_publish.cpp) instead of PL/pgSQL SECURITY DEFINER with a SET clause: same
+--    signatures, checks, errors, ids, shards, messages and grants; they run as the extension
+--    owner internally. The re-runnable 41_outbox_flow.sql replaces them in place.
 
 -- Appending (src/sql/00_schema.sql, 20_append.sql).
 DROP FUNCTION es.append(text, bigint, jsonb, text, regclass);
