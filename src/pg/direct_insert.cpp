@@ -4,6 +4,10 @@
 // (src/backend/replication/logical/worker.c, ExecSimpleRelationInsert).
 #include "direct_insert.hpp"
 
+extern "C" {
+#include "catalog/index.h"
+}
+
 namespace es {
 
 namespace {
@@ -113,7 +117,11 @@ int64 direct_insert(StoreInfo &info, const EventRow *rows, int count) {
     EState *estate = CreateExecutorState();
     ResultRelInfo *result = makeNode(ResultRelInfo);
     InitResultRelInfo(result, rel, 0, nullptr, 0);
-    ExecOpenIndices(result, true);
+    // Without the speculative-insertion details of the unique indexes: only the pre-check of
+    // a retry needs them (ExecCheckIndexConstraints); ExecInsertIndexTuples does not. Built on
+    // the first retry (BuildSpeculativeIndexInfo, as ExecOpenIndices(..., true) would).
+    ExecOpenIndices(result, false);
+    bool speculative_info = false;
     estate->es_output_cid = GetCurrentCommandId(true);
     TupleDesc desc = RelationGetDescr(rel);
     TupleTableSlot *slot = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
@@ -147,6 +155,13 @@ int64 direct_insert(StoreInfo &info, const EventRow *rows, int count) {
       bool taken = false;
       for (bool first_try = true;; first_try = false) {
         ItemPointerData conflict;
+        if (!first_try && !speculative_info) {
+          for (int i = 0; i < result->ri_NumIndices; ++i)
+            if (result->ri_IndexRelationInfo[i]->ii_Unique)
+              BuildSpeculativeIndexInfo(result->ri_IndexRelationDescs[i],
+                                        result->ri_IndexRelationInfo[i]);
+          speculative_info = true;
+        }
         if (!first_try && !ExecCheckIndexConstraints(result, slot, estate, &conflict, arbiters)) {
           taken = true;  // a committed (or waited-for) row holds the version or the id
           break;

@@ -5,7 +5,6 @@
 extern "C" {
 #include "access/relation.h"
 #include "storage/bufmgr.h"
-#include "utils/fmgrprotos.h"
 }
 
 namespace es {
@@ -98,37 +97,49 @@ void check_position_sequence(const StoreInfo &info) {
         "ALTER SEQUENCE " + seq_text + " CACHE 1 INCREMENT 1 NO CYCLE;");
 }
 
-// Flushes the WAL up to the sequence's last record, so a horizon read from it survives a crash.
-// nextval logs 32 values ahead and a transaction that allocated and rolled back never flushes:
-// without this, a crash could restart the sequence below a horizon already handed out
-// (es.head_position() said 41, the next commit after the crash got 34) and a consumer that
-// kept that head would skip the event. Free when the record is already flushed (the usual
-// case: appenders flush it at commit); otherwise one WAL flush up to that record.
-void make_sequence_durable(Oid seq) {
+// What the sequence's page says now (read_sequence).
+struct SequenceState {
+  int64 last_value;  // last value handed out, 0 before the first (as pg_sequence_last_value)
+  XLogRecPtr lsn;    // the page's LSN: the WAL record that made last_value durable is below it
+};
+
+// Reads the sequence's tuple straight from its page, under the lock nextval takes: without
+// pg_sequence_last_value's fmgr call, privilege check (callers checked the store's; the value
+// used to be read as the extension owner) and lookup of the backend's sequence cache, and with
+// the page LSN in the same buffer visit. The layout is PostgreSQL's (src/backend/commands/
+// sequence.c read_seq_tuple: one tuple on block 0 whose data is FormData_pg_sequence_data).
+SequenceState read_sequence(Oid seq) {
+  SequenceState state{0, InvalidXLogRecPtr};
   pg_call([&] {
-    Relation rel = relation_open(seq, AccessShareLock);
+    // RowExclusiveLock: what nextval (and pg_sequence_last_value) take, so the allocation that
+    // follows a registration finds it held.
+    LockRelationOid(seq, RowExclusiveLock);
+    Relation rel = relation_open(seq, NoLock);
+    if (rel->rd_rel->relkind != RELKIND_SEQUENCE)
+      elog(ERROR, "pg_eventstore: \"%s\" is not a sequence", RelationGetRelationName(rel));
     Buffer buf = ReadBuffer(rel, 0);
     LockBuffer(buf, BUFFER_LOCK_SHARE);
-    XLogRecPtr lsn = PageGetLSN(BufferGetPage(buf));
+    Page page = BufferGetPage(buf);
+    ItemId item = PageGetItemId(page, FirstOffsetNumber);
+    bool has_tuple = ItemIdIsNormal(item);
+    if (has_tuple) {
+      auto *tuple = reinterpret_cast<HeapTupleHeader>(PageGetItem(page, item));
+      auto *data = reinterpret_cast<Form_pg_sequence_data>(reinterpret_cast<char *>(tuple) +
+                                                           tuple->t_hoff);
+      state.last_value = data->is_called ? data->last_value : 0;
+      state.lsn = PageGetLSN(page);
+    }
     UnlockReleaseBuffer(buf);
-    relation_close(rel, AccessShareLock);
-    XLogFlush(lsn);
+    if (!has_tuple)
+      elog(ERROR, "pg_eventstore: sequence \"%s\" has no tuple", RelationGetRelationName(rel));
+    relation_close(rel, NoLock);
   });
+  return state;
 }
 
 }  // namespace
 
-int64 sequence_last_value(Oid seq) {
-  AsExtensionOwner owner;
-  return pg_call([&]() -> int64 {
-    LOCAL_FCINFO(fcinfo, 1);
-    InitFunctionCallInfoData(*fcinfo, nullptr, 1, InvalidOid, nullptr, nullptr);
-    fcinfo->args[0].value = ObjectIdGetDatum(seq);
-    fcinfo->args[0].isnull = false;
-    Datum last = pg_sequence_last_value(fcinfo);
-    return fcinfo->isnull ? 0 : DatumGetInt64(last);
-  });
-}
+int64 sequence_last_value(Oid seq) { return read_sequence(seq).last_value; }
 
 void register_appender(const StoreInfo &info, int64 explicit_position) {
   int64 held = lowest_registration(info.store);
@@ -161,7 +172,8 @@ int64 safe_horizon(const StoreInfo &info, int64 floor) {
           "A standby cannot see which transactions on the primary are still appending.",
           "Read es.read_all and es.head_position on the primary.");
   // Sequence first, registrations second (see register_appender).
-  int64 horizon = sequence_last_value(info.position_seq);
+  SequenceState sequence = read_sequence(info.position_seq);
+  int64 horizon = sequence.last_value;
   if (horizon <= floor) return horizon;  // nothing allocated above the reader's position
   pg_call([&] {
     LockData *locks = GetLockStatusData();
@@ -177,7 +189,13 @@ int64 safe_horizon(const StoreInfo &info, int64 floor) {
       if (registered - 1 < horizon) horizon = registered - 1;
     }
   });
-  make_sequence_durable(info.position_seq);
+  // Flushes the WAL up to the record that logged the sequence value read, so a horizon read
+  // from it survives a crash. nextval logs 32 values ahead and a transaction that allocated and
+  // rolled back never flushes: without this, a crash could restart the sequence below a horizon
+  // already handed out (es.head_position() said 41, the next commit after the crash got 34)
+  // and a consumer that kept that head would skip the event. Free when the record is already
+  // flushed (the usual case: appenders flush it at commit); otherwise one WAL flush.
+  pg_call([&] { XLogFlush(sequence.lsn); });
   return horizon;
 }
 

@@ -17,7 +17,8 @@ void register_appender(const StoreInfo &info, int64 explicit_position = 0);
 // Raises ES024 on a hot standby, where appenders' registrations are not visible.
 int64 safe_horizon(const StoreInfo &info, int64 floor = -1);
 
-// Last value the sequence handed out (0 before the first), read as the extension owner.
+// Last value the sequence handed out (0 before the first), read from its page (no privilege
+// check) under the RowExclusiveLock nextval takes.
 int64 sequence_last_value(Oid seq);
 
 // Next value of the store's position sequence (no privilege check: callers checked).

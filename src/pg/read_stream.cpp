@@ -60,7 +60,9 @@ SPIPlanPtr stream_plan(StoreInfo &info, Direction direction) {
            : " WHERE stream_id = $1 AND stream_version <= $2"
              " ORDER BY stream_version DESC LIMIT $3");
   Oid types[3] = {TEXTOID, INT8OID, INT8OID};
-  plan = prepare_kept(sql.c_str(), 3, types);
+  // Always the generic plan, like read_all's (runtime.cpp): at 10M events the plan cache
+  // preferred a custom plan, i.e. planning every call.
+  plan = prepare_kept(sql.c_str(), 3, types, CURSOR_OPT_GENERIC_PLAN);
   return plan;
 }
 

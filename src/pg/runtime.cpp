@@ -1,5 +1,7 @@
 #include "runtime.hpp"
 
+#include <stdexcept>
+
 #include "../core/limits.hpp"
 
 extern "C" {
@@ -71,18 +73,18 @@ const char *qualified_name(Oid rel) {
   });
 }
 
-SPIPlanPtr prepare_kept(const char *sql, int nargs, Oid *types) {
-  SPIPlanPtr plan = prepare_fixed(sql, nargs, types);
+SPIPlanPtr prepare_kept(const char *sql, int nargs, Oid *types, int cursor_options) {
+  SPIPlanPtr plan = prepare_fixed(sql, nargs, types, cursor_options);
   pg_call([&] { SPI_keepplan(plan); });
   return plan;
 }
 
-SPIPlanPtr prepare_fixed(const char *sql, int nargs, Oid *types) {
+SPIPlanPtr prepare_fixed(const char *sql, int nargs, Oid *types, int cursor_options) {
   return pg_call([&]() -> SPIPlanPtr {
     int nest = NewGUCNestLevel();
     set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
                       GUC_ACTION_SAVE, true, 0, false);
-    SPIPlanPtr plan = SPI_prepare(sql, nargs, types);
+    SPIPlanPtr plan = SPI_prepare_cursor(sql, nargs, types, cursor_options);
     if (plan == nullptr)
       elog(ERROR, "pg_eventstore: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
     AtEOXact_GUC(true, nest);
@@ -182,6 +184,9 @@ StoreInfo *lookup_store(Oid store) {
   }
   {
     Oid types[5] = {INT8OID, INT8OID, TEXTARRAYOID, TEXTOID, INT8OID};
+    // Always the generic plan (see execute_into_result): with custom plans, chosen by the plan
+    // cache once the store is large, every page was planned anew (~170,000 instructions at
+    // 10M events, bench/RESULTS.md "issue 7").
     info->read_all = prepare_kept(
         ("SELECT global_position, stream_id, stream_version, event_id, event_type, data,"
          " metadata, recorded_at FROM " + t +
@@ -190,7 +195,7 @@ StoreInfo *lookup_store(Oid store) {
          " AND ($4 IS NULL OR starts_with(stream_id, $4))"
          " ORDER BY global_position LIMIT $5")
             .c_str(),
-        5, types);
+        5, types, CURSOR_OPT_GENERIC_PLAN);
   }
   info->valid = true;
   return info;
@@ -320,7 +325,17 @@ const char *caller_search_path() { return outer_search_path; }
 void execute_into_result(FunctionCallInfo fcinfo, SPIPlanPtr plan, int nargs, const Oid *types,
                          const Datum *values, const bool *nulls) {
   auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+  if (innermost_spi == nullptr) throw std::logic_error("execute_into_result outside an SpiConnection");
+  pin_search_path();
   pg_call([&] {
+    // The read plans are generic and must be the ordered index range scan at every size: with
+    // a small or never-analyzed table's statistics the planner prefers a sequential or bitmap
+    // scan and a sort, which the kept plan would go on using as the table grows. Every other
+    // plan for these queries sorts, so enable_sort = off rules them all out; a generic plan is
+    // (re)built inside SPI_execute_plan_extended, so the setting is in force around it, in the
+    // GUC nest level of the pinned connection (popped when it closes, or by the abort).
+    set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true,
+                      0, false);
     ParamListInfo params = makeParamList(nargs);
     params->numParams = nargs;
     for (int i = 0; i < nargs; ++i) {

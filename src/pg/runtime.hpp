@@ -38,10 +38,11 @@ void enable_restored_inline_trigger(Oid store);
 const char *qualified_name(Oid rel);
 
 // Prepares and keeps a plan with a fixed search_path (pg_catalog, pg_temp), so that
-// objects a caller put on its search_path can never be picked up.
-SPIPlanPtr prepare_kept(const char *sql, int nargs, Oid *types);
+// objects a caller put on its search_path can never be picked up. `cursor_options` as for
+// SPI_prepare_cursor, e.g. CURSOR_OPT_GENERIC_PLAN.
+SPIPlanPtr prepare_kept(const char *sql, int nargs, Oid *types, int cursor_options = 0);
 // The same, for a plan that lives only until SPI_finish.
-SPIPlanPtr prepare_fixed(const char *sql, int nargs, Oid *types);
+SPIPlanPtr prepare_fixed(const char *sql, int nargs, Oid *types, int cursor_options = 0);
 
 // Whose call the backend is serving: while an AsExtensionOwner is active, the identity it
 // replaced (the caller); AsCaller switches back to it.
@@ -165,7 +166,10 @@ const char *caller_search_path();
 
 // Runs a read-only kept plan under the active snapshot, straight into the tuplestore of the
 // materialized SRF `fcinfo` (InitMaterializedSRF done; it spills to disk past work_mem): no
-// SPI tuple table in between. The plan's columns must match the SRF's result type.
+// SPI tuple table in between. The plan's columns must match the SRF's result type. Runs
+// inside an SpiConnection, which it pins, and sets enable_sort = off until that connection
+// closes: plans are (re)built here without sorts, i.e. as the ordered index range scans of the
+// reads (prepared with CURSOR_OPT_GENERIC_PLAN), whatever the table's statistics.
 void execute_into_result(FunctionCallInfo fcinfo, SPIPlanPtr plan, int nargs, const Oid *types,
                          const Datum *values, const bool *nulls);
 
