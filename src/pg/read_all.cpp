@@ -7,14 +7,36 @@
 namespace es {
 namespace {
 
-// Reads the page with a snapshot taken after the horizon was computed.
+// Reads the page with a snapshot taken now (after the sequence or the horizon was read); with
+// `run`, only as far as its positions run on without a gap (see execute_into_result).
 void read_page(FunctionCallInfo fcinfo, const StoreInfo &info, const Datum *args,
-               const bool *nulls) {
+               const bool *nulls, PositionRun *run = nullptr) {
   static const Oid types[5] = {INT8OID, INT8OID, TEXTARRAYOID, TEXTOID, INT8OID};
   pin_search_path();
   pg_call([] { PushActiveSnapshot(GetLatestSnapshot()); });
-  execute_into_result(fcinfo, info.read_all, 5, types, args, nulls);
+  execute_into_result(fcinfo, info.read_all, 5, types, args, nulls, run);
   pg_call([] { PopActiveSnapshot(); });
+}
+
+// The unfiltered page without the safe horizon, when it is gap-free. Positions are unique (the
+// store's primary key) and committed rows are never deleted: if a snapshot sees a row at every
+// position after+1 .. after+k, no transaction can ever add one at or below after+k, so those
+// rows are exactly what the horizon-bounded read would give (and an empty page is always safe).
+// Bounded by the sequence's last value, made durable first, as the horizon is. Returns true
+// when the result is final (also when nothing was allocated after `after`: no SPI statement);
+// false, with the result cleared, when the page has a gap (an in-flight or rolled-back append):
+// then the caller reads up to the horizon.
+bool read_gap_free_page(FunctionCallInfo fcinfo, const StoreInfo &info, int64 after,
+                        Datum *args, const bool *nulls) {
+  int64 allocated = durable_sequence_value(info, after);
+  if (allocated <= after) return true;
+  args[1] = Int64GetDatum(allocated);
+  PositionRun run{after + 1, false};
+  read_page(fcinfo, info, args, nulls, &run);
+  if (!run.broken) return true;
+  auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+  pg_call([&] { tuplestore_clear(rsinfo->setResult); });
+  return false;
 }
 
 }  // namespace
@@ -42,15 +64,22 @@ Datum es_read_all(PG_FUNCTION_ARGS) {
     es::SpiConnection spi(es::SpiConnection::Pin::kOnFirstStatement);
     es::StoreInfo *info = es::lookup_store(store);
     es::require_privilege(store, ACL_SELECT, "read");
-    int64 horizon = es::safe_horizon(*info, after);
-    if (max_count == 0 || horizon <= after) return (Datum)0;
     Datum args[5] = {};
     bool nulls[5] = {false, false, false, false, false};
     args[0] = Int64GetDatum(after);
-    args[1] = Int64GetDatum(horizon);
     if (PG_ARGISNULL(2)) nulls[2] = true; else args[2] = PG_GETARG_DATUM(2);
     if (PG_ARGISNULL(3)) nulls[3] = true; else args[3] = PG_GETARG_DATUM(3);
     args[4] = Int64GetDatum(max_count);
+    // Unfiltered: first the page as it is, kept when gap-free (no lock-table scan). Not for a
+    // filtered page (its positions have gaps by design), nor in a transaction that appended to
+    // the store (its own uncommitted rows are visible to it and would fill its gaps).
+    if (PG_ARGISNULL(2) && PG_ARGISNULL(3) && max_count > 0 &&
+        !es::horizon_registered(store)) {
+      if (es::read_gap_free_page(fcinfo, *info, after, args, nulls)) return (Datum)0;
+    }
+    int64 horizon = es::safe_horizon(*info, after);
+    if (max_count == 0 || horizon <= after) return (Datum)0;
+    args[1] = Int64GetDatum(horizon);
     es::read_page(fcinfo, *info, args, nulls);
     return (Datum)0;
   });
