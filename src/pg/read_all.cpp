@@ -18,25 +18,22 @@ void read_page(FunctionCallInfo fcinfo, const StoreInfo &info, const Datum *args
   pg_call([] { PopActiveSnapshot(); });
 }
 
-// The unfiltered page without the safe horizon, when it is gap-free. Positions are unique (the
-// store's primary key) and committed rows are never deleted: if a snapshot sees a row at every
-// position after+1 .. after+k, no transaction can ever add one at or below after+k, so those
-// rows are exactly what the horizon-bounded read would give (and an empty page is always safe).
-// Bounded by the sequence's last value, made durable first, as the horizon is. Returns true
-// when the result is final (also when nothing was allocated after `after`: no SPI statement);
-// false, with the result cleared, when the page has a gap (an in-flight or rolled-back append):
-// then the caller reads up to the horizon.
+// The unfiltered page without the safe horizon, as far as it is gap-free. Positions are unique
+// (the store's primary key) and committed rows are never deleted: if a snapshot sees a row at
+// every position after+1 .. after+k, no transaction can ever add one at or below after+k, so
+// those rows are final whatever the horizon (and an empty page is always safe). Bounded by the
+// sequence's last value, made durable first, as the horizon is. Returns true when the result
+// is complete (also when nothing was allocated after `after`: no SPI statement); false when the
+// page has a gap (an in-flight or rolled-back append): the result then holds the rows before
+// it, up to run.next - 1, and the caller reads on from there up to the horizon.
 bool read_gap_free_page(FunctionCallInfo fcinfo, const StoreInfo &info, int64 after,
-                        Datum *args, const bool *nulls) {
+                        Datum *args, const bool *nulls, PositionRun &run) {
   int64 allocated = durable_sequence_value(info, after);
   if (allocated <= after) return true;
   args[1] = Int64GetDatum(allocated);
-  PositionRun run{after + 1, false};
+  run = PositionRun{after + 1, false};
   read_page(fcinfo, info, args, nulls, &run);
-  if (!run.broken) return true;
-  auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
-  pg_call([&] { tuplestore_clear(rsinfo->setResult); });
-  return false;
+  return !run.broken;
 }
 
 }  // namespace
@@ -70,12 +67,19 @@ Datum es_read_all(PG_FUNCTION_ARGS) {
     if (PG_ARGISNULL(2)) nulls[2] = true; else args[2] = PG_GETARG_DATUM(2);
     if (PG_ARGISNULL(3)) nulls[3] = true; else args[3] = PG_GETARG_DATUM(3);
     args[4] = Int64GetDatum(max_count);
-    // Unfiltered: first the page as it is, kept when gap-free (no lock-table scan). Not for a
-    // filtered page (its positions have gaps by design), nor in a transaction that appended to
-    // the store (its own uncommitted rows are visible to it and would fill its gaps).
+    // Unfiltered: first the page as it is, as far as it is gap-free (no lock-table scan). Not
+    // for a filtered page (its positions have gaps by design), nor in a transaction that
+    // appended to the store (its own uncommitted rows are visible to it and would fill gaps).
     if (PG_ARGISNULL(2) && PG_ARGISNULL(3) && max_count > 0 &&
         !es::horizon_registered(store)) {
-      if (es::read_gap_free_page(fcinfo, *info, after, args, nulls)) return (Datum)0;
+      es::PositionRun run{after + 1, false};
+      if (es::read_gap_free_page(fcinfo, *info, after, args, nulls, run)) return (Datum)0;
+      // A gap: the rows before it are in the result (final); the rest of the page comes from
+      // the horizon path, after them.
+      max_count -= run.next - 1 - after;
+      after = run.next - 1;
+      args[0] = Int64GetDatum(after);
+      args[4] = Int64GetDatum(max_count);
     }
     int64 horizon = es::safe_horizon(*info, after);
     if (max_count == 0 || horizon <= after) return (Datum)0;

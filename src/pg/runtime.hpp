@@ -172,7 +172,7 @@ const char *caller_search_path();
 // reads (prepared with CURSOR_OPT_GENERIC_PLAN), whatever the table's statistics.
 // With `run`, the plan's first column must be a bigint: the rows are checked to be `run->next`,
 // `run->next + 1`, ... as they are stored; the first row that is not stops the scan, unstored,
-// and sets `run->broken` (then the result holds a prefix only: clear it or use it knowingly).
+// and sets `run->broken` (the result then holds the rows of the run only).
 struct PositionRun {
   int64 next;   // in: the first value expected; out: one past the last consecutive one stored
   bool broken;  // out: a row broke the run (or the column was NULL)
