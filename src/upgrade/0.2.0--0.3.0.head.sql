@@ -27,6 +27,10 @@
 --    (src/pg/outbox_publish.cpp) instead of PL/pgSQL SECURITY DEFINER with a SET clause: same
 --    signatures, checks, errors, ids, shards, messages and grants; they run as the extension
 --    owner internally. The re-runnable 41_outbox_flow.sql replaces them in place.
+--  * es.subscription_ack accepts an ack above es.head_position when every position between
+--    the checkpoint (or the head) and it holds a committed event: es.read_all now returns such
+--    gap-free runs without waiting for the head. Moved to the re-runnable
+--    51_subscription_ack.sql, which replaces it in place (its ACL stays).
 
 -- Appending (src/sql/00_schema.sql, 20_append.sql).
 DROP FUNCTION es.append(text, bigint, jsonb, text, regclass);
