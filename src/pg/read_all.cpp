@@ -70,10 +70,16 @@ Datum es_read_all(PG_FUNCTION_ARGS) {
     // Unfiltered: first the page as it is, as far as it is gap-free (no lock-table scan). Not
     // for a filtered page (its positions have gaps by design), nor in a transaction that
     // appended to the store (its own uncommitted rows are visible to it and would fill gaps).
-    if (PG_ARGISNULL(2) && PG_ARGISNULL(3) && max_count > 0 &&
+    // Only from a position this backend knows to be final (a safe horizon it computed, or the
+    // end of a gap-free page read on from such a position): a caller's after_position above an
+    // append still in flight must not be read past it (API.md §3: no position is returned while
+    // a smaller one could still become visible, whatever after_position says).
+    if (PG_ARGISNULL(2) && PG_ARGISNULL(3) && max_count > 0 && after <= info->settled &&
         !es::horizon_registered(store)) {
       es::PositionRun run{after + 1, false};
-      if (es::read_gap_free_page(fcinfo, *info, after, args, nulls, run)) return (Datum)0;
+      bool complete = es::read_gap_free_page(fcinfo, *info, after, args, nulls, run);
+      if (run.next - 1 > info->settled) info->settled = run.next - 1;
+      if (complete) return (Datum)0;
       // A gap: the rows before it are in the result (final); the rest of the page comes from
       // the horizon path, after them.
       max_count -= run.next - 1 - after;
@@ -82,6 +88,8 @@ Datum es_read_all(PG_FUNCTION_ARGS) {
       args[4] = Int64GetDatum(max_count);
     }
     int64 horizon = es::safe_horizon(*info, after);
+    // (At or below `after`, safe_horizon may have returned the sequence's value unchecked.)
+    if (horizon > after && horizon > info->settled) info->settled = horizon;
     if (max_count == 0 || horizon <= after) return (Datum)0;
     args[1] = Int64GetDatum(horizon);
     es::read_page(fcinfo, *info, args, nulls);
@@ -99,7 +107,9 @@ Datum es_head_position(PG_FUNCTION_ARGS) {
     es::SpiConnection spi(es::SpiConnection::Pin::kOnFirstStatement);
     es::StoreInfo *info = es::lookup_store(store);
     es::require_privilege(store, ACL_SELECT, "read");
-    return Int64GetDatum(es::safe_horizon(*info));
+    int64 horizon = es::safe_horizon(*info);
+    if (horizon > info->settled) info->settled = horizon;
+    return Int64GetDatum(horizon);
   });
 }
 

@@ -116,6 +116,7 @@ StoreInfo *lookup_store(Oid store) {
   }
   info->valid = false;
   info->direct_state = 0;
+  info->settled = 0;
 
   static SPIPlanPtr registry_plan = nullptr;
   if (registry_plan == nullptr) {

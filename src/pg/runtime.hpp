@@ -21,6 +21,10 @@ struct StoreInfo {
   int direct_state;
   AttrNumber direct_columns[8];
   Oid arbiter_index;
+  // es.read_all (read_all.cpp): every position up to it is final (committed or never to be),
+  // as this backend learnt from a safe horizon or a gap-free page read on from below it;
+  // 0 after an invalidation.
+  int64 settled;
 };
 
 // Looks up (and caches) an event table; raises ES017 when `store` is not one.
