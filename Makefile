@@ -21,7 +21,8 @@ OBJS        = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 SQL_SOURCES = $(sort $(wildcard src/sql/*.sql))
 UPGRADE_FROM = 0.2.0
 UPGRADE_TO_CURRENT = $(EXTENSION)--$(UPGRADE_FROM)--$(EXTVERSION).sql
-UPGRADE_AREAS = 20_append.sql 30_read.sql 41_outbox_flow.sql 85_stats.sql 91_grants.sql
+UPGRADE_AREAS = 20_append.sql 30_read.sql 41_outbox_flow.sql 51_subscription_ack.sql 85_stats.sql \
+                91_grants.sql
 UPGRADE_SOURCES = src/upgrade/$(UPGRADE_FROM)--$(EXTVERSION).head.sql \
                   $(addprefix src/sql/,$(UPGRADE_AREAS)) \
                   src/upgrade/$(UPGRADE_FROM)--$(EXTVERSION).tail.sql

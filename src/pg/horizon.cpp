@@ -164,16 +164,28 @@ void advance_sequence_to(const StoreInfo &info, int64 position) {
   }
 }
 
-int64 safe_horizon(const StoreInfo &info, int64 floor) {
+int64 durable_sequence_value(const StoreInfo &info, int64 floor) {
   // Appenders register in the primary's lock table; a standby cannot see them (and its copy of
   // the sequence runs up to 32 values ahead of what was allocated).
   if (RecoveryInProgress())
     raise(sqlstate::kStandbyRead, "the global order cannot be read on a hot standby",
           "A standby cannot see which transactions on the primary are still appending.",
           "Read es.read_all and es.head_position on the primary.");
-  // Sequence first, registrations second (see register_appender).
   SequenceState sequence = read_sequence(info.position_seq);
-  int64 horizon = sequence.last_value;
+  if (sequence.last_value <= floor) return sequence.last_value;  // nothing to return above it
+  // Flushes the WAL up to the record that logged the sequence value read, so a position read
+  // up to it survives a crash. nextval logs 32 values ahead and a transaction that allocated
+  // and rolled back never flushes: without this, a crash could restart the sequence below a
+  // horizon already handed out (es.head_position() said 41, the next commit after the crash
+  // got 34) and a consumer that kept that head would skip the event. Free when the record is
+  // already flushed (the usual case: appenders flush it at commit); otherwise one WAL flush.
+  pg_call([&] { XLogFlush(sequence.lsn); });
+  return sequence.last_value;
+}
+
+int64 safe_horizon(const StoreInfo &info, int64 floor) {
+  // Sequence first, registrations second (see register_appender).
+  int64 horizon = durable_sequence_value(info, floor);
   if (horizon <= floor) return horizon;  // nothing allocated above the reader's position
   pg_call([&] {
     LockData *locks = GetLockStatusData();
@@ -189,17 +201,12 @@ int64 safe_horizon(const StoreInfo &info, int64 floor) {
       if (registered - 1 < horizon) horizon = registered - 1;
     }
   });
-  // Flushes the WAL up to the record that logged the sequence value read, so a horizon read
-  // from it survives a crash. nextval logs 32 values ahead and a transaction that allocated and
-  // rolled back never flushes: without this, a crash could restart the sequence below a horizon
-  // already handed out (es.head_position() said 41, the next commit after the crash got 34)
-  // and a consumer that kept that head would skip the event. Free when the record is already
-  // flushed (the usual case: appenders flush it at commit); otherwise one WAL flush.
-  pg_call([&] { XLogFlush(sequence.lsn); });
   return horizon;
 }
 
 bool horizon_registered() { return registration_count > 0; }
+
+bool horizon_registered(Oid store) { return lowest_registration(store) != 0; }
 
 // Plain PostgreSQL code (may ereport, never throws): the relay worker calls it.
 bool appenders_in_flight(Oid database) {

@@ -17,6 +17,12 @@ void register_appender(const StoreInfo &info, int64 explicit_position = 0);
 // Raises ES024 on a hot standby, where appenders' registrations are not visible.
 int64 safe_horizon(const StoreInfo &info, int64 floor = -1);
 
+// The first step of safe_horizon, for es.read_all's gap-free page: the sequence's last value,
+// read as safe_horizon reads it (ES024 on a hot standby) and, when it is above `floor`, made
+// durable (the WAL flushed up to the record that logged it) before any position up to it is
+// returned. No lock-table scan.
+int64 durable_sequence_value(const StoreInfo &info, int64 floor);
+
 // Last value the sequence handed out (0 before the first), read from its page (no privilege
 // check) under the RowExclusiveLock nextval takes.
 int64 sequence_last_value(Oid seq);
@@ -29,6 +35,8 @@ void advance_sequence_to(const StoreInfo &info, int64 position);
 
 // True when the current transaction holds a registration (it appended and may commit events).
 bool horizon_registered();
+// The same for one store: its own uncommitted appends may be visible to its reads.
+bool horizon_registered(Oid store);
 
 // True when some transaction of `database` holds a registration (an append is in flight).
 // Plain PostgreSQL code: may ereport, never throws.

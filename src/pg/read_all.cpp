@@ -7,14 +7,33 @@
 namespace es {
 namespace {
 
-// Reads the page with a snapshot taken after the horizon was computed.
+// Reads the page with a snapshot taken now (after the sequence or the horizon was read); with
+// `run`, only as far as its positions run on without a gap (see execute_into_result).
 void read_page(FunctionCallInfo fcinfo, const StoreInfo &info, const Datum *args,
-               const bool *nulls) {
+               const bool *nulls, PositionRun *run = nullptr) {
   static const Oid types[5] = {INT8OID, INT8OID, TEXTARRAYOID, TEXTOID, INT8OID};
   pin_search_path();
   pg_call([] { PushActiveSnapshot(GetLatestSnapshot()); });
-  execute_into_result(fcinfo, info.read_all, 5, types, args, nulls);
+  execute_into_result(fcinfo, info.read_all, 5, types, args, nulls, run);
   pg_call([] { PopActiveSnapshot(); });
+}
+
+// The unfiltered page without the safe horizon, as far as it is gap-free. Positions are unique
+// (the store's primary key) and committed rows are never deleted: if a snapshot sees a row at
+// every position after+1 .. after+k, no transaction can ever add one at or below after+k, so
+// those rows are final whatever the horizon (and an empty page is always safe). Bounded by the
+// sequence's last value, made durable first, as the horizon is. Returns true when the result
+// is complete (also when nothing was allocated after `after`: no SPI statement); false when the
+// page has a gap (an in-flight or rolled-back append): the result then holds the rows before
+// it, up to run.next - 1, and the caller reads on from there up to the horizon.
+bool read_gap_free_page(FunctionCallInfo fcinfo, const StoreInfo &info, int64 after,
+                        Datum *args, const bool *nulls, PositionRun &run) {
+  int64 allocated = durable_sequence_value(info, after);
+  if (allocated <= after) return true;
+  args[1] = Int64GetDatum(allocated);
+  run = PositionRun{after + 1, false};
+  read_page(fcinfo, info, args, nulls, &run);
+  return !run.broken;
 }
 
 }  // namespace
@@ -42,15 +61,37 @@ Datum es_read_all(PG_FUNCTION_ARGS) {
     es::SpiConnection spi(es::SpiConnection::Pin::kOnFirstStatement);
     es::StoreInfo *info = es::lookup_store(store);
     es::require_privilege(store, ACL_SELECT, "read");
-    int64 horizon = es::safe_horizon(*info, after);
-    if (max_count == 0 || horizon <= after) return (Datum)0;
     Datum args[5] = {};
     bool nulls[5] = {false, false, false, false, false};
     args[0] = Int64GetDatum(after);
-    args[1] = Int64GetDatum(horizon);
     if (PG_ARGISNULL(2)) nulls[2] = true; else args[2] = PG_GETARG_DATUM(2);
     if (PG_ARGISNULL(3)) nulls[3] = true; else args[3] = PG_GETARG_DATUM(3);
     args[4] = Int64GetDatum(max_count);
+    // Unfiltered: first the page as it is, as far as it is gap-free (no lock-table scan). Not
+    // for a filtered page (its positions have gaps by design), nor in a transaction that
+    // appended to the store (its own uncommitted rows are visible to it and would fill gaps).
+    // Only from a position this backend knows to be final (a safe horizon it computed, or the
+    // end of a gap-free page read on from such a position): a caller's after_position above an
+    // append still in flight must not be read past it (API.md §3: no position is returned while
+    // a smaller one could still become visible, whatever after_position says).
+    if (PG_ARGISNULL(2) && PG_ARGISNULL(3) && max_count > 0 && after <= info->settled &&
+        !es::horizon_registered(store)) {
+      es::PositionRun run{after + 1, false};
+      bool complete = es::read_gap_free_page(fcinfo, *info, after, args, nulls, run);
+      if (run.next - 1 > info->settled) info->settled = run.next - 1;
+      if (complete) return (Datum)0;
+      // A gap: the rows before it are in the result (final); the rest of the page comes from
+      // the horizon path, after them.
+      max_count -= run.next - 1 - after;
+      after = run.next - 1;
+      args[0] = Int64GetDatum(after);
+      args[4] = Int64GetDatum(max_count);
+    }
+    int64 horizon = es::safe_horizon(*info, after);
+    // (At or below `after`, safe_horizon may have returned the sequence's value unchecked.)
+    if (horizon > after && horizon > info->settled) info->settled = horizon;
+    if (max_count == 0 || horizon <= after) return (Datum)0;
+    args[1] = Int64GetDatum(horizon);
     es::read_page(fcinfo, *info, args, nulls);
     return (Datum)0;
   });
@@ -66,7 +107,9 @@ Datum es_head_position(PG_FUNCTION_ARGS) {
     es::SpiConnection spi(es::SpiConnection::Pin::kOnFirstStatement);
     es::StoreInfo *info = es::lookup_store(store);
     es::require_privilege(store, ACL_SELECT, "read");
-    return Int64GetDatum(es::safe_horizon(*info));
+    int64 horizon = es::safe_horizon(*info);
+    if (horizon > info->settled) info->settled = horizon;
+    return Int64GetDatum(horizon);
   });
 }
 

@@ -116,6 +116,7 @@ StoreInfo *lookup_store(Oid store) {
   }
   info->valid = false;
   info->direct_state = 0;
+  info->settled = 0;
 
   static SPIPlanPtr registry_plan = nullptr;
   if (registry_plan == nullptr) {
@@ -322,8 +323,48 @@ SpiConnection::~SpiConnection() {
 
 const char *caller_search_path() { return outer_search_path; }
 
+namespace {
+
+// A DestReceiver in front of the tuplestore's that checks the run of positions (PositionRun).
+// Plain C callbacks run by the executor: they never throw.
+struct RunReceiver {
+  DestReceiver pub;  // first: the executor sees a DestReceiver
+  DestReceiver *store;
+  PositionRun *run;
+};
+
+bool run_receive(TupleTableSlot *slot, DestReceiver *self) {
+  auto *receiver = reinterpret_cast<RunReceiver *>(self);
+  bool isnull = false;
+  Datum position = slot_getattr(slot, 1, &isnull);
+  if (isnull || DatumGetInt64(position) != receiver->run->next) {
+    receiver->run->broken = true;
+    return false;  // stops the scan: the page goes no further than its first gap
+  }
+  ++receiver->run->next;
+  return receiver->store->receiveSlot(slot, receiver->store);
+}
+
+void run_startup(DestReceiver *self, int operation, TupleDesc desc) {
+  auto *receiver = reinterpret_cast<RunReceiver *>(self);
+  receiver->store->rStartup(receiver->store, operation, desc);
+}
+
+void run_shutdown(DestReceiver *self) {
+  auto *receiver = reinterpret_cast<RunReceiver *>(self);
+  receiver->store->rShutdown(receiver->store);
+}
+
+void run_destroy(DestReceiver *self) {
+  auto *receiver = reinterpret_cast<RunReceiver *>(self);
+  receiver->store->rDestroy(receiver->store);
+  pfree(receiver);
+}
+
+}  // namespace
+
 void execute_into_result(FunctionCallInfo fcinfo, SPIPlanPtr plan, int nargs, const Oid *types,
-                         const Datum *values, const bool *nulls) {
+                         const Datum *values, const bool *nulls, PositionRun *run) {
   auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
   if (innermost_spi == nullptr) throw std::logic_error("execute_into_result outside an SpiConnection");
   pin_search_path();
@@ -349,6 +390,18 @@ void execute_into_result(FunctionCallInfo fcinfo, SPIPlanPtr plan, int nargs, co
                                     rsinfo->econtext->ecxt_per_query_memory, false,
                                     rsinfo->setDesc,
                                     "structure of query does not match function result type");
+    if (run != nullptr) {
+      auto *receiver = static_cast<RunReceiver *>(palloc0(sizeof(RunReceiver)));
+      receiver->pub.receiveSlot = run_receive;
+      receiver->pub.rStartup = run_startup;
+      receiver->pub.rShutdown = run_shutdown;
+      receiver->pub.rDestroy = run_destroy;
+      receiver->pub.mydest = dest->mydest;  // not DestNone: SPI reports SPI_OK_SELECT
+      receiver->store = dest;
+      receiver->run = run;
+      run->broken = false;
+      dest = &receiver->pub;
+    }
     SPIExecuteOptions options;
     memset(&options, 0, sizeof options);
     options.params = params;

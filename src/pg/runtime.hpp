@@ -21,6 +21,10 @@ struct StoreInfo {
   int direct_state;
   AttrNumber direct_columns[8];
   Oid arbiter_index;
+  // es.read_all (read_all.cpp): every position up to it is final (committed or never to be),
+  // as this backend learnt from a safe horizon or a gap-free page read on from below it;
+  // 0 after an invalidation.
+  int64 settled;
 };
 
 // Looks up (and caches) an event table; raises ES017 when `store` is not one.
@@ -170,8 +174,15 @@ const char *caller_search_path();
 // inside an SpiConnection, which it pins, and sets enable_sort = off until that connection
 // closes: plans are (re)built here without sorts, i.e. as the ordered index range scans of the
 // reads (prepared with CURSOR_OPT_GENERIC_PLAN), whatever the table's statistics.
+// With `run`, the plan's first column must be a bigint: the rows are checked to be `run->next`,
+// `run->next + 1`, ... as they are stored; the first row that is not stops the scan, unstored,
+// and sets `run->broken` (the result then holds the rows of the run only).
+struct PositionRun {
+  int64 next;   // in: the first value expected; out: one past the last consecutive one stored
+  bool broken;  // out: a row broke the run (or the column was NULL)
+};
 void execute_into_result(FunctionCallInfo fcinfo, SPIPlanPtr plan, int nargs, const Oid *types,
-                         const Datum *values, const bool *nulls);
+                         const Datum *values, const bool *nulls, PositionRun *run = nullptr);
 
 // Raises ES018 for a negative count argument.
 void check_non_negative(const char *argument, int64 value);

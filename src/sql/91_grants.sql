@@ -85,8 +85,9 @@ GRANT EXECUTE ON FUNCTION
     es.snapshot_save(text, bigint, jsonb, regclass, regprocedure)
     TO es_writer;
 
--- Outbox (API.md §5, src/sql/40_outbox.sql). The functions are SECURITY DEFINER; the internal
--- tables stay private. Writers publish; readers claim, ack, nack and read the views; admins
+-- Outbox (API.md §5, src/sql/40_outbox.sql). The functions are SECURITY DEFINER, or C
+-- functions that work as the extension owner internally (publish, claim, ack, the route
+-- trigger) after checking the caller's rights; the internal tables stay private. Writers publish; readers claim, ack, nack and read the views; admins
 -- route, subscribe, re-drive dead letters and purge.
 GRANT EXECUTE ON FUNCTION
     es._outbox_check_topic(text),

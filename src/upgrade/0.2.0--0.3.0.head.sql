@@ -32,6 +32,10 @@
 --    and grants; they run as the extension owner internally and plan with enable_seqscan off.
 --    41_outbox_flow.sql replaces them in place; its es._outbox_sweep now restarts the next
 --    window at (not after) the earliest lease it had to skip.
+--  * es.subscription_ack accepts an ack above es.head_position when every position between
+--    the checkpoint (or the head) and it holds a committed event: es.read_all now returns such
+--    gap-free runs without waiting for the head. Moved to the re-runnable
+--    51_subscription_ack.sql, which replaces it in place (its ACL stays).
 
 -- Appending (src/sql/00_schema.sql, 20_append.sql).
 DROP FUNCTION es.append(text, bigint, jsonb, text, regclass);
