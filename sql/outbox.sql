@@ -230,3 +230,36 @@ SELECT es.outbox_purge();
 RESET ROLE;
 DROP ROLE outbox_w;
 DROP ROLE outbox_r;
+
+-- A claim writes a key-less window's lanes and the shard's cursor through the table and index
+-- AMs: the partial indexes get the leased lanes (read here through them), the primary key
+-- finds them for the ack. A trigger on the lane table sends the claim back to the executor's
+-- INSERT, which fires it; once dropped, the direct path resumes.
+SELECT es.outbox_subscribe('direct', 'direct');
+SELECT group_id AS dgid FROM es._outbox_groups WHERE consumer_group = 'direct' \gset
+SELECT count(es.outbox_publish('direct', jsonb_build_object('n', i))) AS published
+  FROM generate_series(1, 6) i;
+SELECT max(id) AS first_last FROM es.outbox_claim('direct', 'direct', 2, '1 minute') \gset
+SET enable_seqscan = off;
+SELECT count(*) AS leased_by_index, min(attempts) AS attempts, bool_and(lane_key IS NULL) AS keyless
+  FROM es._outbox_lanes WHERE group_id = :dgid AND leased AND due_at > now();
+SELECT count(*) AS ready_by_index
+  FROM es._outbox_lanes WHERE group_id = :dgid AND NOT leased AND due_at > '-infinity';
+SELECT count(*) AS by_primary_key FROM es._outbox_lanes
+ WHERE group_id = :dgid AND head_id IN (SELECT i FROM generate_series(:first_last - 1, :first_last) i);
+RESET enable_seqscan;
+SELECT count(*) > 0 AS cursor_recorded, bool_and(intake_id >= :first_last) AS cursor_past_claimed
+  FROM es._outbox_intake WHERE group_id = :dgid AND shard >= 0;
+CREATE TABLE public.lane_log (head_id bigint);
+CREATE FUNCTION public.log_lane() RETURNS trigger LANGUAGE plpgsql
+  AS $$BEGIN INSERT INTO public.lane_log VALUES (NEW.head_id); RETURN NEW; END$$;
+CREATE TRIGGER log_lane AFTER INSERT ON es._outbox_lanes FOR EACH ROW EXECUTE FUNCTION public.log_lane();
+SELECT count(*) AS claimed FROM es.outbox_claim('direct', 'direct', 2, '1 minute');
+SELECT count(*) AS logged FROM public.lane_log;
+DROP TRIGGER log_lane ON es._outbox_lanes;
+SELECT count(*) AS claimed FROM es.outbox_claim('direct', 'direct', 2, '1 minute');
+SELECT count(*) AS logged FROM public.lane_log;
+SELECT es.outbox_ack('direct', (SELECT array_agg(head_id) FROM es._outbox_lanes WHERE group_id = :dgid));
+SELECT count(*) AS lanes_left FROM es._outbox_lanes WHERE group_id = :dgid;
+DROP TABLE public.lane_log;
+DROP FUNCTION public.log_lane();

@@ -13,11 +13,7 @@ namespace es {
 namespace {
 
 // The standard columns, in EventRow order, then recorded_at.
-struct StandardColumn {
-  const char *name;
-  Oid type;
-};
-constexpr StandardColumn kColumns[8] = {
+constexpr DirectColumn kColumns[8] = {
     {"global_position", INT8OID}, {"stream_id", TEXTOID},  {"stream_version", INT8OID},
     {"event_id", UUIDOID},        {"event_type", TEXTOID}, {"data", JSONBOID},
     {"metadata", JSONBOID},       {"recorded_at", TIMESTAMPTZOID}};
@@ -31,24 +27,8 @@ Oid es_function(const char *name) {
 
 // The table's part of the verdict (PostgreSQL calls only; runs inside pg_call).
 bool table_allows_direct(Relation rel, StoreInfo &info) {
-  if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relrowsecurity ||
-      rel->rd_rel->relhasrules)
-    return false;
-  TupleDesc desc = RelationGetDescr(rel);
-  if (desc->constr != nullptr && desc->constr->has_generated_stored) return false;
-  AttrNumber found[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  for (int i = 0; i < desc->natts; ++i) {
-    Form_pg_attribute att = TupleDescAttr(desc, i);
-    if (att->attisdropped) continue;
-    int k = 0;
-    while (k < 8 && strcmp(NameStr(att->attname), kColumns[k].name) != 0) ++k;
-    if (k == 8 || found[k] != 0 || att->atttypid != kColumns[k].type || att->attgenerated ||
-        att->attidentity)
-      return false;
-    found[k] = att->attnum;
-  }
-  for (AttrNumber a : found)
-    if (a == 0) return false;
+  AttrNumber found[8];
+  if (!direct_shape(rel, kColumns, 8, found)) return false;
   Node *recorded_default = build_column_default(rel, found[kRecordedAt]);
   if (recorded_default == nullptr || !IsA(recorded_default, FuncExpr) ||
       reinterpret_cast<FuncExpr *>(recorded_default)->funcid != F_NOW)
@@ -109,34 +89,136 @@ Relation open_direct(StoreInfo &info, LOCKMODE mode) {
 
 }  // namespace
 
+void direct_begin(DirectTarget &t, Relation rel) {
+  t.rel = rel;
+  t.estate = CreateExecutorState();
+  t.result = makeNode(ResultRelInfo);
+  InitResultRelInfo(t.result, rel, 0, nullptr, 0);
+  // Without the speculative-insertion details of the unique indexes: only the pre-check of
+  // ON CONFLICT needs them (ExecCheckIndexConstraints); ExecInsertIndexTuples does not. Built
+  // on the first pre-check (BuildSpeculativeIndexInfo, as ExecOpenIndices(..., true) would).
+  ExecOpenIndices(t.result, false);
+  t.speculative_info = false;
+  t.estate->es_output_cid = GetCurrentCommandId(true);
+  t.slot = ExecInitExtraTupleSlot(t.estate, RelationGetDescr(rel), table_slot_callbacks(rel));
+}
+
+TupleTableSlot *direct_row(DirectTarget &t) {
+  TupleTableSlot *slot = t.slot;
+  ExecClearTuple(slot);
+  for (int a = 0; a < slot->tts_tupleDescriptor->natts; ++a) {
+    slot->tts_values[a] = (Datum)0;
+    slot->tts_isnull[a] = true;
+  }
+  return slot;
+}
+
+namespace {
+
+// Stores the slot's values as its row and checks NOT NULL and CHECK constraints.
+void direct_prepare(DirectTarget &t) {
+  ExecStoreVirtualTuple(t.slot);
+  t.slot->tts_tableOid = RelationGetRelid(t.rel);
+  if (RelationGetDescr(t.rel)->constr != nullptr) ExecConstraints(t.result, t.slot, t.estate);
+}
+
+}  // namespace
+
+void direct_put(DirectTarget &t) {
+  direct_prepare(t);
+  table_tuple_insert(t.rel, t.slot, t.estate->es_output_cid, 0, nullptr);
+#if PG_VERSION_NUM >= 160000
+  List *recheck = ExecInsertIndexTuples(t.result, t.slot, t.estate, false, false, nullptr, NIL, false);
+#else
+  List *recheck = ExecInsertIndexTuples(t.result, t.slot, t.estate, false, false, nullptr, NIL);
+#endif
+  list_free(recheck);
+  ResetPerTupleExprContext(t.estate);
+}
+
+bool direct_put_unless_conflict(DirectTarget &t, bool check_first) {
+  direct_prepare(t);
+  // ON CONFLICT DO NOTHING without a target: every unique index is an arbiter (NIL).
+  List *arbiters = NIL;
+  TransactionId xid = GetCurrentTransactionId();
+  bool taken = false;
+  for (bool first_try = true;; first_try = false) {
+    // Every retry checks first, waiting for an in-progress inserter to commit or abort, as
+    // ON CONFLICT DO NOTHING does.
+    if (check_first || !first_try) {
+      if (!t.speculative_info) {
+        for (int i = 0; i < t.result->ri_NumIndices; ++i)
+          if (t.result->ri_IndexRelationInfo[i]->ii_Unique)
+            BuildSpeculativeIndexInfo(t.result->ri_IndexRelationDescs[i],
+                                      t.result->ri_IndexRelationInfo[i]);
+        t.speculative_info = true;
+      }
+      ItemPointerData conflict;
+      if (!ExecCheckIndexConstraints(t.result, t.slot, t.estate, &conflict, arbiters)) {
+        taken = true;  // a committed (or waited-for) row holds one of the unique keys
+        break;
+      }
+    }
+    uint32 token = SpeculativeInsertionLockAcquire(xid);
+    table_tuple_insert_speculative(t.rel, t.slot, t.estate->es_output_cid, 0, nullptr, token);
+    bool speculative_conflict = false;
+#if PG_VERSION_NUM >= 160000
+    List *recheck = ExecInsertIndexTuples(t.result, t.slot, t.estate, false, true,
+                                          &speculative_conflict, arbiters, false);
+#else
+    List *recheck = ExecInsertIndexTuples(t.result, t.slot, t.estate, false, true,
+                                          &speculative_conflict, arbiters);
+#endif
+    table_tuple_complete_speculative(t.rel, t.slot, token, !speculative_conflict);
+    SpeculativeInsertionLockRelease(xid);
+    list_free(recheck);
+    if (!speculative_conflict) break;
+    // A concurrent insert of the same key won the race: check again (it may abort).
+  }
+  ResetPerTupleExprContext(t.estate);
+  return !taken;
+}
+
+void direct_end(DirectTarget &t) {
+  ExecCloseIndices(t.result);
+  ExecResetTupleTable(t.estate->es_tupleTable, false);
+  FreeExecutorState(t.estate);
+  CommandCounterIncrement();
+}
+
+bool direct_shape(Relation rel, const DirectColumn *columns, int count, AttrNumber *attnums) {
+  if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relrowsecurity ||
+      rel->rd_rel->relhasrules)
+    return false;
+  TupleDesc desc = RelationGetDescr(rel);
+  if (desc->constr != nullptr && desc->constr->has_generated_stored) return false;
+  for (int k = 0; k < count; ++k) attnums[k] = 0;
+  for (int i = 0; i < desc->natts; ++i) {
+    Form_pg_attribute att = TupleDescAttr(desc, i);
+    if (att->attisdropped) continue;
+    int k = 0;
+    while (k < count && strcmp(NameStr(att->attname), columns[k].name) != 0) ++k;
+    if (k == count || attnums[k] != 0 || att->atttypid != columns[k].type || att->attgenerated ||
+        att->attidentity)
+      return false;
+    attnums[k] = att->attnum;
+  }
+  for (int k = 0; k < count; ++k)
+    if (attnums[k] == 0) return false;
+  return true;
+}
+
 int64 direct_insert(StoreInfo &info, const EventRow *rows, int count) {
   if (IsolationUsesXactSnapshot()) return -1;
   return pg_call([&]() -> int64 {
     Relation rel = open_direct(info, RowExclusiveLock);
     if (rel == nullptr) return -1;
-    EState *estate = CreateExecutorState();
-    ResultRelInfo *result = makeNode(ResultRelInfo);
-    InitResultRelInfo(result, rel, 0, nullptr, 0);
-    // Without the speculative-insertion details of the unique indexes: only the pre-check of
-    // a retry needs them (ExecCheckIndexConstraints); ExecInsertIndexTuples does not. Built on
-    // the first retry (BuildSpeculativeIndexInfo, as ExecOpenIndices(..., true) would).
-    ExecOpenIndices(result, false);
-    bool speculative_info = false;
-    estate->es_output_cid = GetCurrentCommandId(true);
-    TupleDesc desc = RelationGetDescr(rel);
-    TupleTableSlot *slot = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
-    // ON CONFLICT DO NOTHING without a target: every unique index is an arbiter (NIL).
-    List *arbiters = NIL;
-    TransactionId xid = GetCurrentTransactionId();
+    DirectTarget t;
+    direct_begin(t, rel);
     Datum recorded_at = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-
     int64 inserted = 0;
     for (int r = 0; r < count; ++r) {
-      ExecClearTuple(slot);
-      for (int a = 0; a < desc->natts; ++a) {
-        slot->tts_values[a] = (Datum)0;
-        slot->tts_isnull[a] = true;
-      }
+      TupleTableSlot *slot = direct_row(t);
       for (int c = 0; c < 7; ++c) {
         int a = info.direct_columns[c] - 1;
         slot->tts_values[a] = rows[r].values[c];
@@ -144,55 +226,13 @@ int64 direct_insert(StoreInfo &info, const EventRow *rows, int count) {
       }
       slot->tts_values[info.direct_columns[kRecordedAt] - 1] = recorded_at;
       slot->tts_isnull[info.direct_columns[kRecordedAt] - 1] = false;
-      ExecStoreVirtualTuple(slot);
-      slot->tts_tableOid = RelationGetRelid(rel);
-      if (desc->constr != nullptr) ExecConstraints(result, slot, estate);
-
       // The caller has just read the stream's version, so a conflict is rare: the first try
-      // skips ExecInsert's pre-check (an optimisation there too) and relies on the unique
-      // indexes reporting the conflict; every retry checks first, waiting for an in-progress
-      // inserter to commit or abort, as ON CONFLICT DO NOTHING does.
-      bool taken = false;
-      for (bool first_try = true;; first_try = false) {
-        ItemPointerData conflict;
-        if (!first_try && !speculative_info) {
-          for (int i = 0; i < result->ri_NumIndices; ++i)
-            if (result->ri_IndexRelationInfo[i]->ii_Unique)
-              BuildSpeculativeIndexInfo(result->ri_IndexRelationDescs[i],
-                                        result->ri_IndexRelationInfo[i]);
-          speculative_info = true;
-        }
-        if (!first_try && !ExecCheckIndexConstraints(result, slot, estate, &conflict, arbiters)) {
-          taken = true;  // a committed (or waited-for) row holds the version or the id
-          break;
-        }
-        uint32 token = SpeculativeInsertionLockAcquire(xid);
-        table_tuple_insert_speculative(rel, slot, estate->es_output_cid, 0, nullptr, token);
-        bool speculative_conflict = false;
-#if PG_VERSION_NUM >= 160000
-        List *recheck = ExecInsertIndexTuples(result, slot, estate, false, true,
-                                              &speculative_conflict, arbiters, false);
-#else
-        List *recheck = ExecInsertIndexTuples(result, slot, estate, false, true,
-                                              &speculative_conflict, arbiters);
-#endif
-        table_tuple_complete_speculative(rel, slot, token, !speculative_conflict);
-        SpeculativeInsertionLockRelease(xid);
-        list_free(recheck);
-        if (!speculative_conflict) break;
-        // A concurrent insert of the same version won the race: check again (it may abort).
-      }
-      ResetPerTupleExprContext(estate);
-      if (taken) break;
+      // skips the pre-check (a row holding the version or the id ends the batch).
+      if (!direct_put_unless_conflict(t, false)) break;
       ++inserted;
     }
-
-    ExecCloseIndices(result);
-    ExecResetTupleTable(estate->es_tupleTable, false);
-    FreeExecutorState(estate);
+    direct_end(t);
     table_close(rel, NoLock);
-    // As SPI does after a statement: what we wrote is visible to the next read of this call.
-    CommandCounterIncrement();
     return inserted;
   });
 }

@@ -3,8 +3,9 @@
 // 0.3.0), at a fraction of the statements: they run as the extension owner internally (no
 // SECURITY DEFINER, no SET clauses), read through direct index scans where they only look (the
 // group, the sweep window, ready lanes, intake cursors, the shards' new messages, the messages
-// handed out), lock and delete an ack's lanes directly, and run only the claim's inserts as
-// kept plans. The rare paths stay PL/pgSQL and are called through SPI: the lease sweep that
+// handed out), lock and delete an ack's lanes directly, and insert a claim's rows (the lanes of
+// a key-less window, the cursor and sweep rows) through the table and index AMs, with kept
+// plans as the fallback when those tables have triggers or other columns. The rare paths stay PL/pgSQL and are called through SPI: the lease sweep that
 // finds leases to end, the intake of a window with keyed messages (es._outbox_intake), the
 // one-by-one precise errors of an ack and the advance of lanes with messages waiting.
 //
@@ -13,6 +14,7 @@
 // (docs/outbox.md "Why it does not rot"). Every statement these functions run, theirs and those
 // of the PL/pgSQL helpers they call, is planned with enable_seqscan off (a planner hook active
 // only inside them), without the GUC change per call the PL/pgSQL versions' SET clause cost.
+#include "direct_insert.hpp"
 #include "outbox.hpp"
 
 #include <algorithm>
@@ -305,6 +307,108 @@ Datum tid_array(const std::vector<ItemPointerData> &values) {
   });
 }
 
+// ---- Direct inserts: the lanes of a key-less window, the cursor and sweep rows ---------------
+
+// The columns of es._outbox_lanes and es._outbox_intake, in the order the inserts fill them.
+enum LaneColumn { kLaneGroup, kLaneKey, kLaneHead, kLaneTail, kLaneAttempts, kLaneLeased,
+                  kLaneDue, kLaneError, kLaneColumns };
+constexpr DirectColumn kLaneShape[kLaneColumns] = {
+    {"group_id", INT4OID}, {"lane_key", TEXTOID},  {"head_id", INT8OID},
+    {"tail_id", INT8OID},  {"attempts", INT4OID},  {"leased", BOOLOID},
+    {"due_at", TIMESTAMPTZOID}, {"last_error", TEXTOID}};
+enum IntakeColumn { kIntakeGroup, kIntakeShard, kIntakeId, kIntakeSwept, kIntakeFullSwept,
+                    kIntakeColumns };
+constexpr DirectColumn kIntakeShape[kIntakeColumns] = {
+    {"group_id", INT4OID}, {"shard", INT2OID}, {"intake_id", INT8OID},
+    {"swept_at", TIMESTAMPTZOID}, {"full_swept_at", TIMESTAMPTZOID}};
+
+// One es._outbox_intake row: a shard's new cursor, or a sweep's record (shard -1).
+struct IntakeRecord {
+  int32 group_id;
+  int16 shard;
+  int64 intake_id;
+  TimestampTz swept_at, full_swept_at;
+};
+
+// True when the executor's INSERT into `rel` would do nothing the direct path skips: the
+// table's exact columns (direct_shape: no row security, rules, generated columns), no
+// triggers (foreign keys and deferrable unique constraints are triggers too; the extension's
+// own trigger es_outbox_group_deleted is on es._outbox_groups, not here), and no default on
+// `unfilled` (the lanes' last_error, which the inserts leave NULL; 0: none). Checked at every
+// open, after the lock has processed pending invalidations: a few comparisons. Plain
+// PostgreSQL code.
+bool claim_table_allows_direct(Relation rel, const DirectColumn *shape, int count,
+                               AttrNumber *attnums, int unfilled) {
+  if (rel->trigdesc != nullptr || !direct_shape(rel, shape, count, attnums)) return false;
+  return unfilled == 0 ||
+         !TupleDescAttr(RelationGetDescr(rel), attnums[unfilled] - 1)->atthasdef;
+}
+
+// Writes what a claim records, as the kept plans above would, through the table and index
+// AMs: the lanes of a key-less window's `heads` (leased until `lease_end`, one attempt, as
+// INSERT: a duplicate head raises 23505), then `row` (when given) as INSERT ... ON CONFLICT DO
+// NOTHING, with the same speculative insertion (a conflicting row is waited for, then the row
+// is skipped). The caller holds the shard's claim lock (the sweep lock for a sweep row), so
+// no other transaction writes this (group, shard)'s rows and a conflict is not expected; it
+// is handled rather than argued away (restored rows, es.maintain's pruning, a future writer).
+// Returns false, having written nothing, when either table needs the executor.
+bool insert_claim_rows(const OutboxRelations &rel, int32 group_id, const std::vector<int64> &heads,
+                       TimestampTz lease_end, const IntakeRecord *row) {
+  return pg_call([&]() -> bool {
+    AttrNumber lane_at[kLaneColumns], intake_at[kIntakeColumns];
+    Relation lanes = heads.empty() ? nullptr : table_open(rel.lanes, RowExclusiveLock);
+    Relation intake = row == nullptr ? nullptr : table_open(rel.intake, RowExclusiveLock);
+    bool direct =
+        (lanes == nullptr ||
+         claim_table_allows_direct(lanes, kLaneShape, kLaneColumns, lane_at, kLaneError)) &&
+        (intake == nullptr ||
+         claim_table_allows_direct(intake, kIntakeShape, kIntakeColumns, intake_at, 0));
+    if (direct && lanes != nullptr) {
+      DirectTarget t;
+      direct_begin(t, lanes);
+      for (int64 head : heads) {
+        TupleTableSlot *slot = direct_row(t);
+        Datum values[kLaneError] = {Int32GetDatum(group_id), (Datum)0, Int64GetDatum(head),
+                                    Int64GetDatum(head), Int32GetDatum(1), BoolGetDatum(true),
+                                    TimestampTzGetDatum(lease_end)};
+        for (int c = 0; c < kLaneError; ++c) {
+          slot->tts_values[lane_at[c] - 1] = values[c];
+          slot->tts_isnull[lane_at[c] - 1] = c == kLaneKey;
+        }
+        direct_put(t);
+      }
+      direct_end(t);
+    }
+    if (direct && intake != nullptr) {
+      DirectTarget t;
+      direct_begin(t, intake);
+      TupleTableSlot *slot = direct_row(t);
+      Datum values[kIntakeColumns] = {Int32GetDatum(row->group_id), Int16GetDatum(row->shard),
+                                      Int64GetDatum(row->intake_id),
+                                      TimestampTzGetDatum(row->swept_at),
+                                      TimestampTzGetDatum(row->full_swept_at)};
+      for (int c = 0; c < kIntakeColumns; ++c) {
+        slot->tts_values[intake_at[c] - 1] = values[c];
+        slot->tts_isnull[intake_at[c] - 1] = false;
+      }
+      direct_put_unless_conflict(t, false);
+      direct_end(t);
+    }
+    if (lanes != nullptr) table_close(lanes, NoLock);
+    if (intake != nullptr) table_close(intake, NoLock);
+    return direct;
+  });
+}
+
+// The sweep row or an idle shard's cursor: directly, or with the kept plan.
+void record_intake_row(const OutboxRelations &rel, const IntakeRecord &row) {
+  if (insert_claim_rows(rel, row.group_id, {}, 0, &row)) return;
+  Datum values[5] = {Int32GetDatum(row.group_id), Int16GetDatum(row.shard),
+                     Int64GetDatum(row.intake_id), TimestampTzGetDatum(row.swept_at),
+                     TimestampTzGetDatum(row.full_swept_at)};
+  run(intake_row_plan, values, nullptr, SPI_OK_INSERT);
+}
+
 // Column `col` (1-based) of row `row` of SPI_tuptable.
 Datum spi_value(uint64 row, int col, bool *isnull) {
   return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
@@ -374,9 +478,7 @@ int sweep(const OutboxRelations &rel, const Group &g, TimestampTz now_at) {
   }
   if (!whole && !ended) {
     // Recorded as es._outbox_sweep records a sweep that found nothing: numbered, at now_at.
-    Datum values[5] = {Int32GetDatum(g.id), Int16GetDatum(-1), Int64GetDatum(last.intake_id + 1),
-                       TimestampTzGetDatum(now_at), TimestampTzGetDatum(last.full_swept_at)};
-    run(intake_row_plan, values, nullptr, SPI_OK_INSERT);
+    record_intake_row(rel, IntakeRecord{g.id, -1, last.intake_id + 1, now_at, last.full_swept_at});
     not_before = std::min(plus(now_at, kSweepInterval), full_due);
     return 0;
   }
@@ -541,16 +643,16 @@ std::vector<int64> intake(const OutboxRelations &rel, const Group &g, int shard,
   TimestampTz now = GetCurrentTimestamp();
   bool record =
       upto > last.intake_id && (took > 0 || now >= plus(last.swept_at, kIdleCursorInterval));
+  IntakeRecord cursor{g.id, static_cast<int16>(shard), upto, now, DT_NOBEGIN};
+  if (took > 0 && insert_claim_rows(rel, g.id, heads, lease_end, record ? &cursor : nullptr))
+    return heads;
   if (took > 0) {
     Datum values[7] = {Int32GetDatum(g.id), int8_array(heads), TimestampTzGetDatum(lease_end),
                        Int16GetDatum(static_cast<int16>(shard)), Int64GetDatum(upto),
                        TimestampTzGetDatum(now), BoolGetDatum(record)};
     run(keyless_lanes_cursor_plan, values, nullptr, SPI_OK_INSERT);
   } else if (record) {
-    Datum values[5] = {Int32GetDatum(g.id), Int16GetDatum(static_cast<int16>(shard)),
-                       Int64GetDatum(upto), TimestampTzGetDatum(now),
-                       TimestampTzGetDatum(DT_NOBEGIN)};
-    run(intake_row_plan, values, nullptr, SPI_OK_INSERT);
+    record_intake_row(rel, cursor);
   }
   return heads;
 }

@@ -8,6 +8,7 @@
 // direct path would skip — triggers, row security, rules, other columns — gets a kept-plan
 // INSERT instead. Writers never NOTIFY: the registration makes the commit ask for the relay
 // (relay.cpp), which rings the doorbell.
+#include "direct_insert.hpp"
 #include "horizon.hpp"
 #include "runtime.hpp"
 
@@ -27,11 +28,7 @@ constexpr std::size_t kMaxKeyBytes = 1024;
 
 // The columns of es._outbox_messages, in the order of the insert's values.
 enum MessageColumn { kId, kTopic, kKey, kPayload, kHeaders, kShard, kPublishedAt, kColumns };
-struct ColumnShape {
-  const char *name;
-  Oid type;
-};
-constexpr ColumnShape kShape[kColumns] = {
+constexpr DirectColumn kShape[kColumns] = {
     {"id", INT8OID},        {"topic", TEXTOID},  {"key", TEXTOID},
     {"payload", JSONBOID},  {"headers", JSONBOID}, {"shard", INT2OID},
     {"published_at", TIMESTAMPTZOID}};
@@ -108,24 +105,9 @@ int16 message_shard(text *key, int64 id) {
 // generated columns. Then the executor's INSERT would do nothing more than the direct path:
 // evaluate the default, check NOT NULL and CHECK constraints, insert the heap and index tuples.
 bool table_allows_direct(Relation rel, MessageTable &t) {
-  if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relrowsecurity ||
-      rel->rd_rel->relhasrules || rel->trigdesc != nullptr)
-    return false;
-  TupleDesc desc = RelationGetDescr(rel);
-  if (desc->constr != nullptr && desc->constr->has_generated_stored) return false;
-  AttrNumber found[kColumns] = {0, 0, 0, 0, 0, 0, 0};
-  for (int i = 0; i < desc->natts; ++i) {
-    Form_pg_attribute att = TupleDescAttr(desc, i);
-    if (att->attisdropped) continue;
-    int k = 0;
-    while (k < kColumns && strcmp(NameStr(att->attname), kShape[k].name) != 0) ++k;
-    if (k == kColumns || found[k] != 0 || att->atttypid != kShape[k].type || att->attgenerated ||
-        att->attidentity)
-      return false;
-    found[k] = att->attnum;
-  }
-  for (AttrNumber a : found)
-    if (a == 0) return false;
+  if (rel->trigdesc != nullptr) return false;
+  AttrNumber found[kColumns];
+  if (!direct_shape(rel, kShape, kColumns, found)) return false;
   Node *published_default = build_column_default(rel, found[kPublishedAt]);
   if (published_default == nullptr || !IsA(published_default, FuncExpr) ||
       reinterpret_cast<FuncExpr *>(published_default)->funcid != F_NOW)
@@ -148,18 +130,9 @@ bool insert_direct(MessageTable &t, const Datum *values, const bool *nulls) {
       table_close(rel, NoLock);
       return false;
     }
-    EState *estate = CreateExecutorState();
-    ResultRelInfo *result = makeNode(ResultRelInfo);
-    InitResultRelInfo(result, rel, 0, nullptr, 0);
-    ExecOpenIndices(result, false);
-    estate->es_output_cid = GetCurrentCommandId(true);
-    TupleDesc desc = RelationGetDescr(rel);
-    TupleTableSlot *slot = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
-    ExecClearTuple(slot);
-    for (int a = 0; a < desc->natts; ++a) {
-      slot->tts_values[a] = (Datum)0;
-      slot->tts_isnull[a] = true;
-    }
+    DirectTarget target;
+    direct_begin(target, rel);
+    TupleTableSlot *slot = direct_row(target);
     for (int c = 0; c < kPublishedAt; ++c) {
       slot->tts_values[t.attnums[c] - 1] = values[c];
       slot->tts_isnull[t.attnums[c] - 1] = nulls[c];
@@ -168,22 +141,9 @@ bool insert_direct(MessageTable &t, const Datum *values, const bool *nulls) {
     slot->tts_values[t.attnums[kPublishedAt] - 1] =
         TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
     slot->tts_isnull[t.attnums[kPublishedAt] - 1] = false;
-    ExecStoreVirtualTuple(slot);
-    slot->tts_tableOid = RelationGetRelid(rel);
-    if (desc->constr != nullptr) ExecConstraints(result, slot, estate);
-    table_tuple_insert(rel, slot, estate->es_output_cid, 0, nullptr);
-#if PG_VERSION_NUM >= 160000
-    List *recheck = ExecInsertIndexTuples(result, slot, estate, false, false, nullptr, NIL, false);
-#else
-    List *recheck = ExecInsertIndexTuples(result, slot, estate, false, false, nullptr, NIL);
-#endif
-    list_free(recheck);
-    ExecCloseIndices(result);
-    ExecResetTupleTable(estate->es_tupleTable, false);
-    FreeExecutorState(estate);
+    direct_put(target);
+    direct_end(target);  // the row is visible to what the caller runs next
     table_close(rel, NoLock);
-    // As SPI does after a statement: the row is visible to what the caller runs next.
-    CommandCounterIncrement();
     return true;
   });
 }
