@@ -164,7 +164,7 @@ void advance_sequence_to(const StoreInfo &info, int64 position) {
   }
 }
 
-int64 durable_sequence_value(const StoreInfo &info, int64 floor) {
+int64 durable_sequence_value(const StoreInfo &info, int64 floor, bool durable) {
   // Appenders register in the primary's lock table; a standby cannot see them (and its copy of
   // the sequence runs up to 32 values ahead of what was allocated).
   if (RecoveryInProgress())
@@ -172,7 +172,7 @@ int64 durable_sequence_value(const StoreInfo &info, int64 floor) {
           "A standby cannot see which transactions on the primary are still appending.",
           "Read es.read_all and es.head_position on the primary.");
   SequenceState sequence = read_sequence(info.position_seq);
-  if (sequence.last_value <= floor) return sequence.last_value;  // nothing to return above it
+  if (sequence.last_value <= floor || !durable) return sequence.last_value;
   // Flushes the WAL up to the record that logged the sequence value read, so a position read
   // up to it survives a crash. nextval logs 32 values ahead and a transaction that allocated
   // and rolled back never flushes: without this, a crash could restart the sequence below a
@@ -183,9 +183,9 @@ int64 durable_sequence_value(const StoreInfo &info, int64 floor) {
   return sequence.last_value;
 }
 
-int64 safe_horizon(const StoreInfo &info, int64 floor) {
+int64 safe_horizon(const StoreInfo &info, int64 floor, bool durable) {
   // Sequence first, registrations second (see register_appender).
-  int64 horizon = durable_sequence_value(info, floor);
+  int64 horizon = durable_sequence_value(info, floor, durable);
   if (horizon <= floor) return horizon;  // nothing allocated above the reader's position
   pg_call([&] {
     LockData *locks = GetLockStatusData();

@@ -15,13 +15,16 @@ void register_appender(const StoreInfo &info, int64 explicit_position = 0);
 // only wants positions above `floor` gets an answer at or below `floor` without the lock-table
 // scan when nothing above it was allocated yet (the idle tailing reader's poll).
 // Raises ES024 on a hot standby, where appenders' registrations are not visible.
-int64 safe_horizon(const StoreInfo &info, int64 floor = -1);
+// `durable`: flush the WAL up to the sequence value first (see durable_sequence_value); only
+// the notification relay passes false (a doorbell need not survive a crash: a listener reads
+// es.read_all, which flushes).
+int64 safe_horizon(const StoreInfo &info, int64 floor = -1, bool durable = true);
 
 // The first step of safe_horizon, for es.read_all's gap-free page: the sequence's last value,
-// read as safe_horizon reads it (ES024 on a hot standby) and, when it is above `floor`, made
-// durable (the WAL flushed up to the record that logged it) before any position up to it is
-// returned. No lock-table scan.
-int64 durable_sequence_value(const StoreInfo &info, int64 floor);
+// read as safe_horizon reads it (ES024 on a hot standby) and, when it is above `floor` and
+// `durable`, made durable (the WAL flushed up to the record that logged it) before any
+// position up to it is returned. No lock-table scan.
+int64 durable_sequence_value(const StoreInfo &info, int64 floor, bool durable = true);
 
 // Last value the sequence handed out (0 before the first), read from its page (no privilege
 // check) under the RowExclusiveLock nextval takes.

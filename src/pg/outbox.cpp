@@ -43,6 +43,17 @@ int64 outbox_safe_horizon() {
   return safe_horizon(info);
 }
 
+void outbox_relay_window(int64 &after, int64 &upto) {
+  StoreInfo info = outbox_order();
+  // Ids at or below the mark were reported: while the sequence stays there, no lock table copy.
+  // No WAL flush: a doorbell need not survive a crash (claims compute their own horizon).
+  int64 horizon = safe_horizon(info, relay_mark, false);
+  constexpr int64 kRelayFirstWindow = 1000;
+  after = relay_mark < 0 ? std::max<int64>(0, horizon - kRelayFirstWindow) : relay_mark;
+  if (horizon > relay_mark) relay_mark = horizon;
+  upto = horizon;
+}
+
 bool outbox_claim_lock(int32 group_id, int32 part, bool wait) {
   return pg_call([&] {
     LOCKTAG tag;
@@ -94,12 +105,8 @@ Datum es_outbox_lock(PG_FUNCTION_ARGS) {
 PG_FUNCTION_INFO_V1(es_outbox_relay_window);
 Datum es_outbox_relay_window(PG_FUNCTION_ARGS) {
   return es::guarded([&] {
-    es::StoreInfo info = es::outbox_order();
-    int64 horizon = es::safe_horizon(info);
-    constexpr int64 kRelayFirstWindow = 1000;
-    int64 after = es::relay_mark < 0 ? std::max<int64>(0, horizon - kRelayFirstWindow)
-                                     : es::relay_mark;
-    if (horizon > es::relay_mark) es::relay_mark = horizon;
+    int64 after = 0, horizon = 0;
+    es::outbox_relay_window(after, horizon);
     return es::pg_call([&] {
       TupleDesc desc;
       if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)

@@ -24,6 +24,7 @@
 #include "relay.hpp"
 
 #include "horizon.hpp"
+#include "outbox.hpp"
 
 #include "../core/limits.hpp"
 
@@ -32,6 +33,7 @@ extern "C" {
 #include "catalog/pg_database_d.h"
 #include "commands/async.h"
 #include "commands/extension.h"
+#include "parser/parse_func.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -61,7 +63,8 @@ constexpr int kProjectionCatchUpMs = 1000;
 constexpr const char *kWorkerType = "pg_eventstore relay";
 // NOTIFY_PAYLOAD_MAX_LENGTH of src/backend/commands/async.c (not in a header).
 constexpr std::size_t kMaxPayload = BLCKSZ - NAMEDATALEN - 128;
-constexpr const char *kPollSql = "SELECT channel, payload FROM es._relay_poll()";
+// What pg_stat_activity shows while a poll runs (it computes what es._relay_poll() returns).
+constexpr const char *kPollActivity = "SELECT channel, payload FROM es._relay_poll()";
 
 TimestampTz next_request_check = 0;
 
@@ -123,7 +126,9 @@ struct StoreState {
   int64 head;
   int64 notified;    // last position announced; -1: never seen
   SPIPlanPtr newest_event;  // SELECT max(global_position) ... WHERE global_position <= $1
+  SPIPlanPtr run;           // SELECT global_position ... WHERE > $1 AND <= $2 ORDER BY 1 LIMIT $3
   bool plan_stale;          // the table changed (e.g. renamed): prepare again
+  char channel[NAMEDATALEN];  // es.store_channel(store); "" until asked or after a rename
 };
 HTAB *store_states = nullptr;
 
@@ -131,7 +136,18 @@ void invalidate_plans(Datum, Oid relid) {
   HASH_SEQ_STATUS status;
   hash_seq_init(&status, store_states);
   while (auto *state = static_cast<StoreState *>(hash_seq_search(&status)))
-    if (relid == InvalidOid || state->store == relid) state->plan_stale = true;
+    if (relid == InvalidOid || state->store == relid) {
+      state->plan_stale = true;
+      state->channel[0] = '\0';
+    }
+}
+
+// A renamed schema renames every channel in it (ALTER SCHEMA ... RENAME sends no relcache
+// invalidation for its tables).
+void invalidate_channels(Datum, int, uint32) {
+  HASH_SEQ_STATUS status;
+  hash_seq_init(&status, store_states);
+  while (auto *state = static_cast<StoreState *>(hash_seq_search(&status))) state->channel[0] = '\0';
 }
 
 // The state of `store`, reset when it is new or its oid now names another store.
@@ -143,17 +159,21 @@ StoreState *store_state(Oid store, Oid position_seq) {
     ctl.entrysize = sizeof(StoreState);
     store_states = hash_create("pg_eventstore relay stores", 16, &ctl, HASH_ELEM | HASH_BLOBS);
     CacheRegisterRelcacheCallback(invalidate_plans, 0);
+    CacheRegisterSyscacheCallback(NAMESPACEOID, invalidate_channels, 0);
   }
   bool found = false;
   auto *state = static_cast<StoreState *>(hash_search(store_states, &store, HASH_ENTER, &found));
   if (found && state->position_seq == position_seq) return state;
   if (found && state->newest_event) SPI_freeplan(state->newest_event);
+  if (found && state->run) SPI_freeplan(state->run);
   state->position_seq = position_seq;
   state->sequence_value = -1;
   state->head = -1;
   state->notified = -1;
   state->newest_event = nullptr;
+  state->run = nullptr;
   state->plan_stale = false;
+  state->channel[0] = '\0';
   return state;
 }
 
@@ -175,12 +195,19 @@ bool lock_store(Oid store) {
 
 // Newest event at or below `head`, read with a snapshot taken now (after the head was
 // computed), so every position at or below the head is settled and visible to it.
-int64 newest_event_upto(StoreState &state, int64 head) {
-  if (state.plan_stale && state.newest_event != nullptr) {
-    pg_call([&] { SPI_freeplan(state.newest_event); });
-    state.newest_event = nullptr;
-  }
+// Drops the store's plans after its table changed (e.g. was renamed).
+void refresh_plans(StoreState &state) {
+  if (!state.plan_stale) return;
+  pg_call([&] {
+    if (state.newest_event != nullptr) SPI_freeplan(state.newest_event);
+    if (state.run != nullptr) SPI_freeplan(state.run);
+  });
+  state.newest_event = state.run = nullptr;
   state.plan_stale = false;
+}
+
+int64 newest_event_upto(StoreState &state, int64 head) {
+  refresh_plans(state);
   if (state.newest_event == nullptr) {
     const char *table = qualified_name(state.store);
     if (table == nullptr) raise(sqlstate::kUnknownStore, "event table vanished");
@@ -201,6 +228,42 @@ int64 newest_event_upto(StoreState &state, int64 head) {
   });
 }
 
+// Events read per poll by gap_free_end (the next poll reads on).
+constexpr int64 kRunLimit = 10000;
+
+// The end of the run of events at after+1, after+2, ... (at most up to `allocated`) that a
+// snapshot taken now sees without a gap; `after` when there is none. Positions are unique (the
+// store's primary key) and committed rows are never deleted, so no transaction can ever add a
+// row at or below that end: it is settled, as es.read_all's gap-free pages are, without the
+// lock-table copy of the safe horizon (which holds every lock partition while it runs).
+int64 gap_free_end(StoreState &state, int64 after, int64 allocated) {
+  refresh_plans(state);
+  if (state.run == nullptr) {
+    const char *table = qualified_name(state.store);
+    if (table == nullptr) raise(sqlstate::kUnknownStore, "event table vanished");
+    Oid types[3] = {INT8OID, INT8OID, INT8OID};
+    state.run = prepare_kept((std::string("SELECT global_position FROM ") + table +
+                              " WHERE global_position > $1 AND global_position <= $2"
+                              " ORDER BY global_position LIMIT $3")
+                                 .c_str(),
+                             3, types, CURSOR_OPT_GENERIC_PLAN);
+  }
+  return pg_call([&]() -> int64 {
+    Datum values[3] = {Int64GetDatum(after), Int64GetDatum(allocated), Int64GetDatum(kRunLimit)};
+    if (SPI_execute_snapshot(state.run, values, nullptr, GetLatestSnapshot(), InvalidSnapshot,
+                             true, false, 0) != SPI_OK_SELECT)
+      elog(ERROR, "pg_eventstore relay: event run query failed");
+    int64 end = after;
+    for (uint64 i = 0; i < SPI_processed; ++i) {
+      bool isnull = true;
+      Datum position = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+      if (isnull || DatumGetInt64(position) != end + 1) break;
+      ++end;
+    }
+    return end;
+  });
+}
+
 // The position to announce for `store` now, or 0. A store whose sequence has not moved since
 // a poll that found its head equal to it is skipped without computing the head: nothing in
 // it can have changed. An append that rolled back moves the head but not the newest event,
@@ -212,13 +275,142 @@ int64 store_news(Oid store, Oid position_seq) {
   if (state->sequence_value == sequence_value && state->head == sequence_value) return 0;
   SpiConnection spi;
   StoreInfo *info = lookup_store(store);
-  int64 head = safe_horizon(*info);
+  // Under a steady load: the events committed on from the last head, read without a gap.
+  // Only when that finds nothing new (a gap that stays: an append still in flight, or one
+  // that rolled back) the safe horizon, which sees past a rolled-back position.
+  // Not in a transaction that appended to the store (es._relay_poll called there): its own
+  // uncommitted rows are visible to it and would fill gaps.
+  if (state->head >= 0 && !horizon_registered(store)) {
+    int64 allocated = durable_sequence_value(*info, state->head, false);
+    int64 end = allocated > state->head ? gap_free_end(*state, state->head, allocated) : state->head;
+    if (end > state->head && end > state->notified) {
+      state->sequence_value = sequence_value;
+      state->head = end;
+      state->notified = end;
+      return end;
+    }
+  }
+  int64 head = safe_horizon(*info, -1, false);
   int64 newest = newest_event_upto(*state, head);
   state->sequence_value = sequence_value;
   state->head = head;
   if (newest <= 0 || newest <= state->notified) return 0;
   state->notified = newest;
   return newest;
+}
+
+// --- The poll -------------------------------------------------------------------------------
+// What es._relay_poll() returns, computed without parsing SQL on every poll: the relay polls
+// every pg_eventstore.relay_interval (2 ms) while anything is written, so on a 2-core machine
+// the parse and plan of the PL/pgSQL poll, its EXECUTE of the outbox part and es.store_channel
+// per announcement cost the appenders ~10 us of CPU per transaction (bench/RESULTS.md).
+// Kept plans instead; a store's channel is remembered until the store or a schema is renamed.
+
+SPIPlanPtr stores_plan = nullptr;   // the stores, in es._relay_poll's order
+SPIPlanPtr channel_plan = nullptr;  // es.store_channel($1)
+SPIPlanPtr outbox_plan = nullptr;   // the outbox's rows of es._relay_poll_outbox()
+
+const char *store_channel(StoreState &state) {
+  if (state.channel[0] != '\0') return state.channel;
+  if (channel_plan == nullptr) {
+    Oid types[1] = {REGCLASSOID};
+    channel_plan = prepare_kept("SELECT es.store_channel($1)", 1, types);
+  }
+  return pg_call([&] {
+    Datum values[1] = {ObjectIdGetDatum(state.store)};
+    if (SPI_execute_plan(channel_plan, values, nullptr, false, 1) != SPI_OK_SELECT ||
+        SPI_processed != 1)
+      elog(ERROR, "pg_eventstore relay: es.store_channel failed");
+    char *channel = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+    if (channel == nullptr || strlen(channel) >= NAMEDATALEN) return static_cast<const char *>(channel);
+    strlcpy(state.channel, channel, NAMEDATALEN);
+    return static_cast<const char *>(state.channel);
+  });
+}
+
+// True when the installed extension has the outbox's part of the poll (0.2.0 on).
+bool outbox_poll_installed() {
+  return pg_call([] {
+    List *name = list_make2(makeString(pstrdup("es")), makeString(pstrdup("_relay_poll_outbox")));
+    return OidIsValid(LookupFuncName(name, 0, nullptr, true));
+  });
+}
+
+// The rows of es._relay_poll(): (channel, payload) for each store with news, in store order,
+// then the outbox's topics with news. Runs inside an SpiConnection; `emit(channel, payload)`.
+template <class Emit>
+void poll_rows(Emit &&emit) {
+  if (stores_plan == nullptr)
+    stores_plan = prepare_kept(
+        "SELECT st.store::oid, st.position_seq::oid FROM es._stores st ORDER BY st.store::oid", 0,
+        nullptr);
+  int nstores = 0;
+  Oid *stores = pg_call([&] {
+    if (SPI_execute_plan(stores_plan, nullptr, nullptr, true, 0) != SPI_OK_SELECT)
+      elog(ERROR, "pg_eventstore relay: reading es._stores failed");
+    nstores = static_cast<int>(SPI_processed);
+    auto *oids = static_cast<Oid *>(palloc(sizeof(Oid) * 2 * (nstores + 1)));
+    for (int i = 0; i < 2 * nstores; ++i) {
+      bool isnull = false;
+      oids[i] = DatumGetObjectId(
+          SPI_getbinval(SPI_tuptable->vals[i / 2], SPI_tuptable->tupdesc, 1 + i % 2, &isnull));
+    }
+    return oids;
+  });
+  for (int i = 0; i < nstores; ++i) {
+    int64 news = store_news(stores[2 * i], stores[2 * i + 1]);
+    if (news <= 0) continue;
+    StoreState *state = pg_call([&] { return store_state(stores[2 * i], stores[2 * i + 1]); });
+    char payload[32];
+    ::snprintf(payload, sizeof payload, INT64_FORMAT, news);
+    emit(store_channel(*state), payload);
+  }
+  if (!outbox_poll_installed()) return;
+  int64 after = 0, upto = 0;
+  outbox_relay_window(after, upto);
+  if (upto <= after) return;
+  if (outbox_plan == nullptr) {
+    Oid types[2] = {INT8OID, INT8OID};
+    outbox_plan = prepare_kept(
+        "SELECT es.outbox_channel(m.topic), max(m.id)::text FROM es._outbox_messages m"
+        " WHERE m.id > $1 AND m.id <= $2 GROUP BY m.topic ORDER BY m.topic",
+        2, types);
+  }
+  // A snapshot taken after the window: every id in it is settled and visible.
+  uint64 rows = pg_call([&] {
+    Datum values[2] = {Int64GetDatum(after), Int64GetDatum(upto)};
+    if (SPI_execute_snapshot(outbox_plan, values, nullptr, GetLatestSnapshot(), InvalidSnapshot,
+                             true, false, 0) != SPI_OK_SELECT)
+      elog(ERROR, "pg_eventstore relay: the outbox poll failed");
+    return SPI_processed;
+  });
+  SPITupleTable *table = SPI_tuptable;
+  for (uint64 i = 0; i < rows; ++i) {
+    char *channel = pg_call([&] { return SPI_getvalue(table->vals[i], table->tupdesc, 1); });
+    char *payload = pg_call([&] { return SPI_getvalue(table->vals[i], table->tupdesc, 2); });
+    emit(channel, payload);
+  }
+}
+
+// Queues this poll's notifications (they go out when the transaction commits); returns how
+// many. A row Async_Notify would raise on is skipped with a warning: one bad row must not stop
+// the others.
+int poll_notifications() {
+  SpiConnection spi;
+  int sent = 0;
+  poll_rows([&](const char *channel, const char *payload) {
+    if (channel == nullptr || channel[0] == '\0' || strlen(channel) >= NAMEDATALEN ||
+        (payload != nullptr && strlen(payload) >= kMaxPayload)) {
+      pg_call([&] {
+        elog(WARNING, "pg_eventstore relay: skipping invalid notification for channel \"%s\"",
+             channel ? channel : "(null)");
+      });
+      return;
+    }
+    pg_call([&] { Async_Notify(channel, payload ? payload : ""); });
+    ++sent;
+  });
+  return sent;
 }
 
 // --- The worker ----------------------------------------------------------------------------
@@ -284,41 +476,35 @@ enum class PollOutcome {
 };
 
 // One poll in one short transaction; the NOTIFYs go out when it commits.
+// When poll_once last asked whether the database or the extension is going away (a catalog
+// scan and a lock-manager round trip: every kFullPollIntervalMs, not every poll).
+TimestampTz last_existence_check = 0;
+
 PollOutcome poll_once() {
   SetCurrentStatementStartTimestamp();
   StartTransactionCommand();
-  if (database_wants_us_gone() || !OidIsValid(get_extension_oid("pg_eventstore", true))) {
+  TimestampTz now = GetCurrentStatementStartTimestamp();
+  bool check = TimestampDifferenceExceeds(last_existence_check, now, kFullPollIntervalMs);
+  if (check) last_existence_check = now;
+  if ((check && (database_wants_us_gone() ||
+                 !OidIsValid(get_extension_oid("pg_eventstore", true)))) ||
+      !OidIsValid(get_namespace_oid("es", true))) {
     CommitTransactionCommand();
     return PollOutcome::Stop;
   }
-  // Quiet (see es_relay_main): no append or publish in flight in this database, checked
-  // before any horizon is read, and no transaction with an xid running in the cluster when
-  // the snapshot is taken: everything committed so far is then visible to this poll.
-  bool nothing_running = !appenders_in_flight(MyDatabaseId);
-  if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "pg_eventstore relay: SPI_connect failed");
+  // Quiet (see es_relay_main): no transaction with an xid running in the cluster when the
+  // snapshot is taken, and no append or publish in flight in this database afterwards (one
+  // that registered before and is gone committed or aborted before that check, i.e. it is
+  // visible to the snapshot or wrote WAL after the loop read the insert position): everything
+  // committed so far is then visible to this poll. The lock-table copy of that check is made
+  // only when the snapshot saw nothing running: never under a steady load.
   Snapshot snapshot = GetTransactionSnapshot();
-  nothing_running = nothing_running && snapshot->xcnt == 0 && snapshot->subxcnt == 0 &&
-                    !snapshot->suboverflowed;
+  bool nothing_running = snapshot->xcnt == 0 && snapshot->subxcnt == 0 &&
+                         !snapshot->suboverflowed && !appenders_in_flight(MyDatabaseId);
   PushActiveSnapshot(snapshot);
-  pgstat_report_activity(STATE_RUNNING, kPollSql);
-  if (SPI_execute(kPollSql, false, 0) != SPI_OK_SELECT)
-    elog(ERROR, "pg_eventstore relay: %s failed", kPollSql);
-  bool notified = false;
-  for (uint64 i = 0; i < SPI_processed; ++i) {
-    char *channel = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-    char *payload = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-    // Async_Notify raises on these; one bad row must not stop the others.
-    if (channel == nullptr || channel[0] == '\0' || strlen(channel) >= NAMEDATALEN ||
-        (payload != nullptr && strlen(payload) >= kMaxPayload)) {
-      elog(WARNING, "pg_eventstore relay: skipping invalid notification for channel \"%s\"",
-           channel ? channel : "(null)");
-      continue;
-    }
-    Async_Notify(channel, payload ? payload : "");
-    notified = true;
-  }
+  pgstat_report_activity(STATE_RUNNING, kPollActivity);
+  bool notified = DatumGetInt32(guarded([] { return Int32GetDatum(poll_notifications()); })) > 0;
   bool quiet = !notified && nothing_running;
-  SPI_finish();
   PopActiveSnapshot();
   CommitTransactionCommand();
   pgstat_report_stat(false);
@@ -461,6 +647,26 @@ Datum es_relay_start(PG_FUNCTION_ARGS) {
 // es._relay_interval_ms() → integer: pg_eventstore.relay_interval in milliseconds.
 PG_FUNCTION_INFO_V1(es_relay_interval_ms);
 Datum es_relay_interval_ms(PG_FUNCTION_ARGS) { PG_RETURN_INT32(es::relay_interval_ms); }
+
+// es._relay_poll() → TABLE (channel text, payload text): what the relay's next poll would
+// NOTIFY, computed as the relay computes it (the "announced up to" state is this backend's).
+PG_FUNCTION_INFO_V1(es_relay_poll);
+Datum es_relay_poll(PG_FUNCTION_ARGS) {
+  return es::guarded([&] {
+    es::pg_call([&] { InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC); });
+    auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+    es::SpiConnection spi;
+    es::poll_rows([&](const char *channel, const char *payload) {
+      es::pg_call([&] {
+        Datum values[2] = {channel ? CStringGetTextDatum(channel) : (Datum)0,
+                           payload ? CStringGetTextDatum(payload) : (Datum)0};
+        bool nulls[2] = {channel == nullptr, payload == nullptr};
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+      });
+    });
+    return (Datum)0;
+  });
+}
 
 // es._relay_store_news(store, position_seq) → bigint: the position to announce for the store
 // now (its newest event at or below the safe head, when this backend has not announced it

@@ -30,36 +30,22 @@ CREATE FUNCTION es._relay_store_news(store regclass, position_seq regclass) RETU
 COMMENT ON FUNCTION es._relay_store_news(regclass, regclass) IS
     'Position to announce for a store now, or NULL; state kept in this backend (internal)';
 
--- What the relay must announce now: one row per store whose newest event at or below the
--- safe head is past what this backend announced before (payload: that position), then the
--- outbox's rows when the outbox defines es._relay_poll_outbox() (same columns).
--- The head is read first and the newest event second, with a fresh snapshot, so every
--- position at or below the head is settled: an append that rolled back advances the head
--- but never the newest event, so it is never announced; one that commits is announced at
--- the first poll after its commit. The state ("announced up to") lives in the calling
--- backend's memory: each backend polls for itself, a restarted relay announces every
--- non-empty store once. A store being dropped is skipped, not waited for; one whose
--- sequence has not moved since a poll that found nothing in flight is skipped without
--- computing its head.
+-- What the relay must announce now: one row per store whose newest settled event is past what
+-- this backend announced before (payload: that position), then the outbox's rows (the same as
+-- es._relay_poll_outbox()). Settled: the relay reads on from the store's last head as far as
+-- the events run without a gap (a snapshot taken now sees every position: all are final, no
+-- lock-table copy); only when that finds nothing new, the safe head, read first, and the newest
+-- event at or below it second, with a fresh snapshot. An append that rolled back advances the
+-- head but never the newest event, so it is never announced; one that commits is announced at
+-- the first poll after its commit (or, behind a rolled-back position, at the next one). The
+-- state ("announced up to") lives in the calling backend's memory: each backend polls for
+-- itself, a restarted relay announces every non-empty store once. A store being dropped is
+-- skipped, not waited for; one whose sequence has not moved since a poll that found nothing in
+-- flight is skipped without computing its head. C (src/pg/relay.cpp): the relay worker runs
+-- the same code every pg_eventstore.relay_interval, with plans kept across polls.
 CREATE FUNCTION es._relay_poll()
 RETURNS TABLE (channel text, payload text)
-    LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    s record;
-    news bigint;
-BEGIN
-    FOR s IN SELECT st.store, st.position_seq FROM es._stores st ORDER BY st.store::oid LOOP
-        news := es._relay_store_news(s.store, s.position_seq);
-        IF news IS NOT NULL THEN
-            channel := es.store_channel(s.store);
-            payload := news::text;
-            RETURN NEXT;
-        END IF;
-    END LOOP;
-    IF to_regprocedure('es._relay_poll_outbox()') IS NOT NULL THEN
-        RETURN QUERY EXECUTE 'SELECT channel, payload FROM es._relay_poll_outbox()';
-    END IF;
-END $$;
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'es_relay_poll';
 COMMENT ON FUNCTION es._relay_poll() IS
     'Notifications due since this backend''s last poll: (channel, payload) rows for the relay (internal)';
 

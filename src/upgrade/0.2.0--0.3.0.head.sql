@@ -36,6 +36,10 @@
 --    the checkpoint (or the head) and it holds a committed event: es.read_all now returns such
 --    gap-free runs without waiting for the head. Moved to the re-runnable
 --    51_subscription_ack.sql, which replaces it in place (its ACL stays).
+--  * es._relay_poll (internal) is C++ (src/pg/relay.cpp) instead of PL/pgSQL: the relay
+--    worker computes its notifications with the same code through kept plans, and reads on
+--    from a store's last head as far as its events run without a gap before it copies the lock
+--    table. Same columns and rows; replaced in place below (its ACL stays).
 
 -- Appending (src/sql/00_schema.sql, 20_append.sql).
 DROP FUNCTION es.append(text, bigint, jsonb, text, regclass);
@@ -71,3 +75,8 @@ CREATE TABLE es._outbox_intake (
 );
 COMMENT ON TABLE es._outbox_intake IS 'Outbox intake cursors and lease sweeps per group, newest row wins (internal)';
 SELECT pg_catalog.pg_extension_config_dump('es._outbox_intake', '');
+
+-- The relay's poll (src/sql/95_relay.sql).
+CREATE OR REPLACE FUNCTION es._relay_poll()
+RETURNS TABLE (channel text, payload text)
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'es_relay_poll';
