@@ -198,8 +198,6 @@ bool lock_store(Oid store) {
   });
 }
 
-// Newest event at or below `head`, read with a snapshot taken now (after the head was
-// computed), so every position at or below the head is settled and visible to it.
 // Drops the store's plans after its table changed (e.g. was renamed).
 void refresh_plans(StoreState &state) {
   if (!state.plan_stale) return;
@@ -211,6 +209,8 @@ void refresh_plans(StoreState &state) {
   state.plan_stale = false;
 }
 
+// Newest event at or below `head`, read with a snapshot taken now (after the head was
+// computed), so every position at or below the head is settled and visible to it.
 int64 newest_event_upto(StoreState &state, int64 head) {
   refresh_plans(state);
   if (state.newest_event == nullptr) {
