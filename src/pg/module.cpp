@@ -28,6 +28,9 @@ void on_xact(XactEvent event, void *) {
       horizon_xact_end();
       reset_scopes();
       break;
+    case XACT_EVENT_PRE_PREPARE:
+      horizon_pre_prepare();
+      break;
     default:
       break;
   }
@@ -83,6 +86,7 @@ void _PG_init(void) {
       "How long idempotency keys are kept before es.maintain() may purge them.", nullptr,
       &es::idempotency_retention_seconds, 7 * 24 * 3600, 60, INT_MAX, PGC_SUSET, GUC_UNIT_S,
       nullptr, nullptr, nullptr);
+  es::horizon_init();
   es::relay_init();
   MarkGUCPrefixReserved("pg_eventstore");
   RegisterXactCallback(es::on_xact, nullptr);
