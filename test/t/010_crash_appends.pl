@@ -25,7 +25,13 @@ my $node = PostgreSQL::Test::Cluster->new('crash');
 $node->init;
 # fsync stays off (the framework's default): a killed process loses nothing the kernel has.
 $node->append_conf('postgresql.conf', "max_connections = 40\nlog_min_messages = warning\n");
+# test/run runs this file a second time with ES_TAP_PRELOAD=1: registrations in the extension's
+# shared-memory slots instead of the lock table (src/pg/horizon.cpp).
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'pg_eventstore'\n")
+  if $ENV{ES_TAP_PRELOAD};
 $node->start;
+is($node->safe_psql('postgres', 'SHOW shared_preload_libraries'),
+   $ENV{ES_TAP_PRELOAD} ? 'pg_eventstore' : '', 'library preloaded as asked');
 $node->safe_psql('postgres', 'CREATE EXTENSION pg_eventstore');
 
 my %call;         # key => { stream, n, sql }: every append ever scripted
