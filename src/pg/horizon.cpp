@@ -496,6 +496,4 @@ void horizon_init() {
   shmem_startup_hook = start_slots;
 }
 
-bool horizon_slots() { return slot_area != nullptr; }
-
 }  // namespace es

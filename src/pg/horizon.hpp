@@ -51,8 +51,7 @@ void horizon_xact_end();
 // At XACT_EVENT_PRE_PREPARE: the registrations become locks of the prepared transaction.
 void horizon_pre_prepare();
 // From _PG_init: with shared_preload_libraries, registrations use slots in shared memory
-// (horizon.cpp); horizon_slots() tells whether they do in this server.
+// (horizon.cpp).
 void horizon_init();
-bool horizon_slots();
 
 }  // namespace es
