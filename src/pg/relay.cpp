@@ -347,6 +347,37 @@ bool outbox_poll_installed() {
   });
 }
 
+// The outbox's rows of the poll (es._relay_poll_outbox()): one per topic with messages that
+// became safe since this backend's previous call, payload the topic's newest such id.
+template <class Emit>
+void outbox_rows(Emit &&emit) {
+  int64 after = 0, upto = 0;
+  outbox_relay_window(after, upto);
+  if (upto <= after) return;
+  positions_announced += upto - after;
+  if (outbox_plan == nullptr) {
+    Oid types[2] = {INT8OID, INT8OID};
+    outbox_plan = prepare_kept(
+        "SELECT es.outbox_channel(m.topic), max(m.id)::text FROM es._outbox_messages m"
+        " WHERE m.id > $1 AND m.id <= $2 GROUP BY m.topic ORDER BY m.topic",
+        2, types);
+  }
+  // A snapshot taken after the window: every id in it is settled and visible.
+  uint64 rows = pg_call([&] {
+    Datum values[2] = {Int64GetDatum(after), Int64GetDatum(upto)};
+    if (SPI_execute_snapshot(outbox_plan, values, nullptr, GetLatestSnapshot(), InvalidSnapshot,
+                             true, false, 0) != SPI_OK_SELECT)
+      elog(ERROR, "pg_eventstore relay: the outbox poll failed");
+    return SPI_processed;
+  });
+  SPITupleTable *table = SPI_tuptable;
+  for (uint64 i = 0; i < rows; ++i) {
+    char *channel = pg_call([&] { return SPI_getvalue(table->vals[i], table->tupdesc, 1); });
+    char *payload = pg_call([&] { return SPI_getvalue(table->vals[i], table->tupdesc, 2); });
+    emit(channel, payload);
+  }
+}
+
 // The rows of es._relay_poll(): (channel, payload) for each store with news, in store order,
 // then the outbox's topics with news. Runs inside an SpiConnection; `emit(channel, payload)`.
 template <class Emit>
@@ -376,32 +407,17 @@ void poll_rows(Emit &&emit) {
     ::snprintf(payload, sizeof payload, INT64_FORMAT, news);
     emit(store_channel(*state), payload);
   }
-  if (!outbox_poll_installed()) return;
-  int64 after = 0, upto = 0;
-  outbox_relay_window(after, upto);
-  if (upto <= after) return;
-  positions_announced += upto - after;
-  if (outbox_plan == nullptr) {
-    Oid types[2] = {INT8OID, INT8OID};
-    outbox_plan = prepare_kept(
-        "SELECT es.outbox_channel(m.topic), max(m.id)::text FROM es._outbox_messages m"
-        " WHERE m.id > $1 AND m.id <= $2 GROUP BY m.topic ORDER BY m.topic",
-        2, types);
-  }
-  // A snapshot taken after the window: every id in it is settled and visible.
-  uint64 rows = pg_call([&] {
-    Datum values[2] = {Int64GetDatum(after), Int64GetDatum(upto)};
-    if (SPI_execute_snapshot(outbox_plan, values, nullptr, GetLatestSnapshot(), InvalidSnapshot,
-                             true, false, 0) != SPI_OK_SELECT)
-      elog(ERROR, "pg_eventstore relay: the outbox poll failed");
-    return SPI_processed;
+  if (outbox_poll_installed()) outbox_rows(emit);
+}
+
+// One (channel, payload) row into a materialized SRF's tuplestore.
+void put_row(ReturnSetInfo *rsinfo, const char *channel, const char *payload) {
+  pg_call([&] {
+    Datum values[2] = {channel ? CStringGetTextDatum(channel) : (Datum)0,
+                       payload ? CStringGetTextDatum(payload) : (Datum)0};
+    bool nulls[2] = {channel == nullptr, payload == nullptr};
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
   });
-  SPITupleTable *table = SPI_tuptable;
-  for (uint64 i = 0; i < rows; ++i) {
-    char *channel = pg_call([&] { return SPI_getvalue(table->vals[i], table->tupdesc, 1); });
-    char *payload = pg_call([&] { return SPI_getvalue(table->vals[i], table->tupdesc, 2); });
-    emit(channel, payload);
-  }
 }
 
 // Queues this poll's notifications (they go out when the transaction commits); returns how
@@ -684,12 +700,21 @@ Datum es_relay_poll(PG_FUNCTION_ARGS) {
     auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
     es::SpiConnection spi;
     es::poll_rows([&](const char *channel, const char *payload) {
-      es::pg_call([&] {
-        Datum values[2] = {channel ? CStringGetTextDatum(channel) : (Datum)0,
-                           payload ? CStringGetTextDatum(payload) : (Datum)0};
-        bool nulls[2] = {channel == nullptr, payload == nullptr};
-        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-      });
+      es::put_row(rsinfo, channel, payload);
+    });
+    return (Datum)0;
+  });
+}
+
+// es._relay_poll_outbox() → TABLE (channel text, payload text): the outbox's part of the poll.
+PG_FUNCTION_INFO_V1(es_relay_poll_outbox);
+Datum es_relay_poll_outbox(PG_FUNCTION_ARGS) {
+  return es::guarded([&] {
+    es::pg_call([&] { InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC); });
+    auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+    es::SpiConnection spi;
+    es::outbox_rows([&](const char *channel, const char *payload) {
+      es::put_row(rsinfo, channel, payload);
     });
     return (Datum)0;
   });

@@ -377,24 +377,11 @@ CREATE VIEW es.outbox_debezium AS
 COMMENT ON VIEW es.outbox_debezium IS
     'Outbox messages in the Debezium outbox shape (id, aggregatetype, aggregateid, type, payload); routed ones only of readable stores';
 
--- Relay hook (src/pg/relay.cpp calls es._relay_poll(), which includes these rows): one row per
--- topic with messages committed since the previous call in this backend; payload = the
--- topic's newest such message id. Never called by writers: they never NOTIFY.
+-- Relay hook (src/pg/relay.cpp; es._relay_poll() includes these rows): one row per topic with
+-- messages committed since the previous call in this backend (es._outbox_relay_window);
+-- payload = the topic's newest such message id. Never called by writers: they never NOTIFY.
+-- C: the same code the relay worker runs every poll.
 CREATE FUNCTION es._relay_poll_outbox() RETURNS TABLE (channel text, payload text)
-    LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    w record;
-BEGIN
-    w := es._outbox_relay_window();
-    IF w.upto_id <= w.after_id THEN
-        RETURN;
-    END IF;
-    RETURN QUERY
-        SELECT es.outbox_channel(m.topic), max(m.id)::text
-          FROM es._outbox_messages m
-         WHERE m.id > w.after_id AND m.id <= w.upto_id
-         GROUP BY m.topic
-         ORDER BY m.topic;
-END $$;
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'es_relay_poll_outbox';
 COMMENT ON FUNCTION es._relay_poll_outbox() IS
     'Topics with newly committed messages since the previous call, for the NOTIFY relay (internal)';

@@ -36,10 +36,11 @@
 --    the checkpoint (or the head) and it holds a committed event: es.read_all now returns such
 --    gap-free runs without waiting for the head. Moved to the re-runnable
 --    51_subscription_ack.sql, which replaces it in place (its ACL stays).
---  * es._relay_poll (internal) is C++ (src/pg/relay.cpp) instead of PL/pgSQL: the relay
---    worker computes its notifications with the same code through kept plans, and reads on
---    from a store's last head as far as its events run without a gap before it copies the lock
---    table. Same columns and rows; replaced in place below (its ACL stays).
+--  * es._relay_poll and es._relay_poll_outbox (internal) are C++ (src/pg/relay.cpp) instead
+--    of PL/pgSQL: the relay worker computes its notifications with the same code through kept
+--    plans, and reads on from a store's last head as far as its events run without a gap
+--    before it copies the lock table. Same columns and rows; replaced in place below (their
+--    ACLs stay).
 
 -- Appending (src/sql/00_schema.sql, 20_append.sql).
 DROP FUNCTION es.append(text, bigint, jsonb, text, regclass);
@@ -80,3 +81,6 @@ SELECT pg_catalog.pg_extension_config_dump('es._outbox_intake', '');
 CREATE OR REPLACE FUNCTION es._relay_poll()
 RETURNS TABLE (channel text, payload text)
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'es_relay_poll';
+CREATE OR REPLACE FUNCTION es._relay_poll_outbox()
+RETURNS TABLE (channel text, payload text)
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'es_relay_poll_outbox';
